@@ -1,0 +1,331 @@
+//! Code generation for `#[instrumented]`.
+//!
+//! The body is wrapped so that a drop guard sees every exit: the guard is
+//! created before the body runs, `finish`ed with the outcome of the returned
+//! value, and otherwise dropped during a panic (outcome `panic`) or when the
+//! future is dropped (outcome `cancelled`). Generated locals use
+//! `Span::mixed_site()` so the user's body cannot see or clash with them.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned, ToTokens};
+use syn::{Block, Ident, LitStr, ReturnType};
+
+use crate::ast::{self, Func, Shape};
+use crate::attr::{Args, Ctxt, EventArg, FieldKind, LabelValue, Level, SpanArg};
+
+pub(crate) fn instrumented(args: TokenStream, item: TokenStream) -> TokenStream {
+    let mut cx = Ctxt::default();
+    let parsed_args = Args::parse(args, &mut cx);
+    let func = match Func::parse(item.clone()) {
+        Ok(func) => func,
+        Err(err) => {
+            cx.push(err);
+            return fallback(item, cx);
+        }
+    };
+    crate::valid::check(&parsed_args, &func, &mut cx);
+    if cx_has_errors(&mut cx) {
+        return fallback(func.item.into_token_stream(), cx);
+    }
+    if cfg!(feature = "disabled") {
+        return func.item.into_token_stream();
+    }
+    expand(&parsed_args, func)
+}
+
+fn cx_has_errors(cx: &mut Ctxt) -> bool {
+    let taken = std::mem::take(cx);
+    match taken.finish() {
+        Some(err) => {
+            cx.push(err);
+            true
+        }
+        None => false,
+    }
+}
+
+/// On error: the original item, untouched, next to the errors, so one mistake
+/// does not cascade into errors about the function's body or its callers.
+fn fallback(item: TokenStream, cx: Ctxt) -> TokenStream {
+    let errors = cx.finish().map(|e| e.to_compile_error());
+    quote! { #errors #item }
+}
+
+fn private() -> TokenStream {
+    quote!(::zs_observe::__private)
+}
+
+fn level_tokens(level: Level) -> TokenStream {
+    let p = private();
+    let ident = Ident::new(level.ident(), Span::call_site());
+    quote!(#p::tracing::Level::#ident)
+}
+
+fn expand(args: &Args, func: Func) -> TokenStream {
+    let p = private();
+    let site = Ident::new("__ZS_SITE", Span::mixed_site());
+    let guard = Ident::new("__zs_guard", Span::mixed_site());
+    let ret = Ident::new("__zs_ret", Span::mixed_site());
+    let entered = Ident::new("__zs_entered", Span::mixed_site());
+    let level = args.level.unwrap_or(Level::Info);
+    let target = match &args.target {
+        Some(t) => t.to_token_stream(),
+        None => quote!(::core::module_path!()),
+    };
+
+    let site_static = callsite_static(args, &func, &site, &target, level);
+    let span = span_expr(args, &func, &target, level);
+    let dynamic = dynamic_labels(args);
+    let events = result_events(args, &guard, &ret, &target, level);
+
+    let Func { mut item, .. } = func;
+    let is_async = item.sig.asyncness.is_some();
+    let ret_ty = match &item.sig.output {
+        ReturnType::Default => Some(quote!(())),
+        ReturnType::Type(_, ty) if !ast::contains_impl_trait(ty) => Some(ty.to_token_stream()),
+        ReturnType::Type(..) => None,
+    };
+    let ann = ret_ty.as_ref().map(|t| quote!(: #t));
+    let outcome = quote! {{
+        #[allow(unused_imports)]
+        use #p::{OutcomeOfAny as _, OutcomeOfResult as _};
+        (&#ret).__zs_outcome()
+    }};
+
+    let block = &mut item.block;
+    let new_body = match Func::shape(block, is_async) {
+        Shape::Sync => {
+            let body = block.clone();
+            quote! {
+                #site_static
+                let #guard = #p::Guard::start(&#site, #span, #dynamic);
+                let #ret #ann = {
+                    let #entered = #guard.enter();
+                    #[allow(clippy::redundant_closure_call)]
+                    (move || #body)()
+                };
+                #events
+                #guard.finish(#outcome);
+                #ret
+            }
+        }
+        Shape::Async => {
+            let body = block.clone();
+            let wrapped = async_wrap(&body.to_token_stream(), &guard, &ret, ann.as_ref(), &events, &outcome);
+            quote! {
+                #site_static
+                let #guard = #p::Guard::start(&#site, #span, #dynamic);
+                #wrapped
+            }
+        }
+        Shape::AsyncTrait(inner) => {
+            // The span and per-call labels are built at the call, where the parameters
+            // still have their names; the guard starts at the first poll, as for `async fn`.
+            let inner_block = &inner.block;
+            let wrapped = async_wrap(&inner_block.to_token_stream(), &guard, &ret, None, &events, &outcome);
+            let span_var = Ident::new("__zs_span", Span::mixed_site());
+            let dyn_var = Ident::new("__zs_dynamic", Span::mixed_site());
+            let new_inner: Block = syn::parse_quote! {{
+                let #guard = #p::Guard::start(&#site, #span_var, #dyn_var);
+                #wrapped
+            }};
+            inner.block = new_inner;
+            let stmts = &block.stmts;
+            let body = quote! {
+                #site_static
+                let #span_var = #span;
+                let #dyn_var = #dynamic;
+                #(#stmts)*
+            };
+            *block = syn::parse_quote!({ #body });
+            return item.into_token_stream();
+        }
+    };
+    *item.block = syn::parse_quote!({ #new_body });
+    item.into_token_stream()
+}
+
+fn async_wrap(
+    body: &TokenStream,
+    guard: &Ident,
+    ret: &Ident,
+    ann: Option<&TokenStream>,
+    events: &TokenStream,
+    outcome: &TokenStream,
+) -> TokenStream {
+    let fut = Ident::new("__zs_fut", Span::mixed_site());
+    let entered = Ident::new("__zs_entered", Span::mixed_site());
+    let cx = Ident::new("__zs_cx", Span::mixed_site());
+    quote! {
+        let mut #fut = ::core::pin::pin!(async move #body);
+        let #ret #ann = ::core::future::poll_fn(|#cx| {
+            let #entered = #guard.enter();
+            ::core::future::Future::poll(#fut.as_mut(), #cx)
+        })
+        .await;
+        #events
+        #guard.finish(#outcome);
+        #ret
+    }
+}
+
+fn opt_name(name: Option<&LitStr>) -> TokenStream {
+    match name {
+        Some(n) => quote!(::core::option::Option::Some(#n)),
+        None => quote!(::core::option::Option::None),
+    }
+}
+
+/// The per-call-site static: metric names, literal labels, outcome label and the
+/// completion-log hook. Its metric handles are resolved once, on first use.
+fn callsite_static(args: &Args, func: &Func, site: &Ident, target: &TokenStream, level: Level) -> TokenStream {
+    let p = private();
+    let fn_name = func.name().to_string();
+    let counter = opt_name(args.counter.as_ref().map(|m| &m.name));
+    let histogram = opt_name(args.histogram.as_ref().map(|m| &m.name));
+    let in_flight = opt_name(args.in_flight.as_ref().map(|m| &m.name));
+    let literal = args.labels.iter().filter_map(|l| match &l.value {
+        LabelValue::Literal(v) => {
+            let k = LitStr::new(&l.key.to_string(), l.key.span());
+            Some(quote!((#k, #v)))
+        }
+        LabelValue::Expr(_) => None,
+    });
+    let has_dynamic = args.labels.iter().any(|l| matches!(l.value, LabelValue::Expr(_)));
+    let outcome = match args.outcome_label() {
+        Some(name) => quote!(::core::option::Option::Some(#name)),
+        None => quote!(::core::option::Option::None),
+    };
+    let on_complete = match &args.log {
+        Some(log) => {
+            let message = log
+                .message
+                .as_ref()
+                .map(LitStr::value)
+                .unwrap_or_else(|| format!("{fn_name} completed"));
+            let lvl = level_tokens(log.level.unwrap_or(level));
+            let hook = Ident::new("__zs_on_complete", Span::mixed_site());
+            quote! {
+                ::core::option::Option::Some({
+                    fn #hook(c: &#p::Completion) {
+                        #p::tracing::event!(
+                            target: #target,
+                            #lvl,
+                            outcome = c.outcome.as_str(),
+                            duration_seconds = c.elapsed_seconds(),
+                            "{}",
+                            #message
+                        );
+                    }
+                    #hook as fn(&#p::Completion)
+                })
+            }
+        }
+        None => quote!(::core::option::Option::None),
+    };
+    quote! {
+        static #site: #p::CallSite = #p::CallSite::new(
+            ::core::module_path!(),
+            ::core::concat!(::core::module_path!(), "::", #fn_name),
+            #counter,
+            #histogram,
+            #in_flight,
+            &[#(#literal),*],
+            #has_dynamic,
+            #outcome,
+            #on_complete,
+        );
+    }
+}
+
+/// The span, with the parameters and `fields(...)` as fields (`tracing::instrument` rules).
+fn span_expr(args: &Args, func: &Func, target: &TokenStream, level: Level) -> TokenStream {
+    let p = private();
+    let name = match &args.span {
+        Some(SpanArg::Off) => return quote!(#p::tracing::Span::none()),
+        Some(SpanArg::Named(name)) => name.value(),
+        None => func.name().to_string(),
+    };
+    let lvl = level_tokens(level);
+    let user_fields: Vec<String> = args.fields.iter().map(|f| f.name_string()).collect();
+    let mut fields: Vec<TokenStream> = Vec::new();
+    if args.skip_all.is_none() {
+        for param in &func.params {
+            let ident = &param.ident;
+            let name = ident.to_string();
+            if args.skips.iter().any(|s| s == ident) || user_fields.contains(&name) {
+                continue;
+            }
+            let is_value = param.ty.as_ref().is_some_and(ast::is_value_type);
+            fields.push(if is_value {
+                quote!(#ident = #ident)
+            } else {
+                quote!(#ident = ?#ident)
+            });
+        }
+    }
+    for field in &args.fields {
+        let name = &field.name;
+        fields.push(match &field.value {
+            None => quote!(#name = #p::tracing::field::Empty),
+            Some((Some(FieldKind::Display), expr)) => quote!(#name = %#expr),
+            Some((Some(FieldKind::Debug), expr)) => quote!(#name = ?#expr),
+            Some((None, expr)) => quote!(#name = #expr),
+        });
+    }
+    quote!(#p::tracing::span!(target: #target, #lvl, #name #(, #fields)*))
+}
+
+/// Per-call label values, evaluated before the body runs (it may move the parameters).
+fn dynamic_labels(args: &Args) -> TokenStream {
+    let p = private();
+    let dynamic: Vec<TokenStream> = args
+        .labels
+        .iter()
+        .filter_map(|l| match &l.value {
+            LabelValue::Expr(expr) => {
+                let k = LitStr::new(&l.key.to_string(), l.key.span());
+                Some(quote_spanned!(l.key.span()=> #p::Label::new(#k, #expr)))
+            }
+            LabelValue::Literal(_) => None,
+        })
+        .collect();
+    if dynamic.is_empty() {
+        quote!(::core::option::Option::None)
+    } else {
+        quote!(::core::option::Option::Some(::std::vec![#(#dynamic),*]))
+    }
+}
+
+/// The `err` and `ret` events, emitted inside the span once the body returned.
+fn result_events(args: &Args, guard: &Ident, ret: &Ident, target: &TokenStream, level: Level) -> TokenStream {
+    let p = private();
+    let entered = Ident::new("__zs_entered", Span::mixed_site());
+    let err_var = Ident::new("__zs_err", Span::mixed_site());
+    let mut out = TokenStream::new();
+    if let Some(EventArg { kind, level: err_level }) = &args.err {
+        let lvl = level_tokens(err_level.unwrap_or(Level::Error));
+        let field = match kind {
+            Some(FieldKind::Debug) => quote!(error = ?#err_var),
+            _ => quote!(error = %#err_var),
+        };
+        out.extend(quote! {
+            if let ::core::result::Result::Err(#err_var) = &#ret {
+                let #entered = #guard.enter();
+                #p::tracing::event!(target: #target, #lvl, #field);
+            }
+        });
+    }
+    if let Some(EventArg { kind, level: ret_level }) = &args.ret {
+        let lvl = level_tokens(ret_level.unwrap_or(level));
+        let field = match kind {
+            Some(FieldKind::Display) => quote!(return = %#ret),
+            _ => quote!(return = ?#ret),
+        };
+        out.extend(quote! {{
+            let #entered = #guard.enter();
+            #p::tracing::event!(target: #target, #lvl, #field);
+        }});
+    }
+    out
+}

@@ -1,0 +1,343 @@
+//! What `#[instrumented]` expands to at run time: one [`CallSite`] static per
+//! annotated function, and a [`Guard`] per call that records on every exit.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata};
+use tracing::Span;
+
+/// Set once a global recorder is installed through this crate. Until then call
+/// sites do not cache handles: a handle taken from the no-op recorder would stay
+/// a no-op forever.
+static RECORDER_READY: AtomicBool = AtomicBool::new(false);
+
+pub(crate) fn mark_recorder_installed() {
+    RECORDER_READY.store(true, Ordering::Release);
+}
+
+/// How an instrumented call ended; the value of the automatic outcome label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Returned normally (for a `Result`, returned `Ok`).
+    Ok,
+    /// Returned `Err`.
+    Error,
+    /// Unwound with a panic (the panic continues untouched).
+    Panic,
+    /// The future was dropped before it completed.
+    Cancelled,
+}
+
+impl Outcome {
+    /// Every outcome, in label-value order.
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Ok,
+        Outcome::Error,
+        Outcome::Panic,
+        Outcome::Cancelled,
+    ];
+
+    /// The label value: `ok`, `error`, `panic` or `cancelled`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Error => "error",
+            Outcome::Panic => "panic",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+
+    const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Classifies a `Result` by its variant (picked by method resolution in the
+/// expansion: `(&ret).__zs_outcome()`).
+#[doc(hidden)]
+pub trait OutcomeOfResult {
+    fn __zs_outcome(&self) -> Outcome;
+}
+
+impl<T, E> OutcomeOfResult for Result<T, E> {
+    #[inline]
+    fn __zs_outcome(&self) -> Outcome {
+        if self.is_ok() {
+            Outcome::Ok
+        } else {
+            Outcome::Error
+        }
+    }
+}
+
+/// Any other return type is `ok` (chosen through auto-ref when the value is not a `Result`).
+#[doc(hidden)]
+pub trait OutcomeOfAny {
+    fn __zs_outcome(&self) -> Outcome;
+}
+
+impl<T: ?Sized> OutcomeOfAny for &T {
+    #[inline]
+    fn __zs_outcome(&self) -> Outcome {
+        Outcome::Ok
+    }
+}
+
+/// Passed to the completion-log hook of a call site (`log` key).
+#[derive(Debug, Clone, Copy)]
+pub struct Completion {
+    /// How the call ended.
+    pub outcome: Outcome,
+    /// How long it ran.
+    pub elapsed: Duration,
+}
+
+impl Completion {
+    /// The duration in seconds, the base unit of the duration histograms.
+    pub fn elapsed_seconds(&self) -> f64 {
+        self.elapsed.as_secs_f64()
+    }
+}
+
+/// Metric handles of one call site with only literal labels, one per outcome.
+struct Handles {
+    counters: Option<[Counter; 4]>,
+    histograms: Option<[Histogram; 4]>,
+    in_flight: Option<Gauge>,
+}
+
+/// The static an `#[instrumented]` function gets: its metric names and literal
+/// labels, plus the handles, resolved once per call site.
+#[doc(hidden)]
+pub struct CallSite {
+    module: &'static str,
+    function: &'static str,
+    counter: Option<&'static str>,
+    histogram: Option<&'static str>,
+    in_flight: Option<&'static str>,
+    labels: &'static [(&'static str, &'static str)],
+    dynamic_labels: bool,
+    outcome_label: Option<&'static str>,
+    on_complete: Option<fn(&Completion)>,
+    handles: OnceLock<Handles>,
+}
+
+impl CallSite {
+    #[allow(clippy::too_many_arguments)]
+    #[doc(hidden)]
+    pub const fn new(
+        module: &'static str,
+        function: &'static str,
+        counter: Option<&'static str>,
+        histogram: Option<&'static str>,
+        in_flight: Option<&'static str>,
+        labels: &'static [(&'static str, &'static str)],
+        dynamic_labels: bool,
+        outcome_label: Option<&'static str>,
+        on_complete: Option<fn(&Completion)>,
+    ) -> Self {
+        CallSite {
+            module,
+            function,
+            counter,
+            histogram,
+            in_flight,
+            labels,
+            dynamic_labels,
+            outcome_label,
+            on_complete,
+            handles: OnceLock::new(),
+        }
+    }
+
+    /// The fully qualified name of the annotated function.
+    pub fn function(&self) -> &'static str {
+        self.function
+    }
+
+    #[inline]
+    fn handles(&'static self) -> Option<&'static Handles> {
+        if self.dynamic_labels {
+            return None;
+        }
+        if let Some(handles) = self.handles.get() {
+            return Some(handles);
+        }
+        if RECORDER_READY.load(Ordering::Acquire) {
+            Some(self.handles.get_or_init(|| self.register_all()))
+        } else {
+            None
+        }
+    }
+
+    fn metadata(&self) -> Metadata<'static> {
+        Metadata::new(self.module, Level::INFO, Some(self.module))
+    }
+
+    fn key(&self, name: &'static str, dynamic: &[Label], outcome: Option<Outcome>) -> Key {
+        let mut labels: Vec<Label> = Vec::with_capacity(self.labels.len() + dynamic.len() + 1);
+        labels.extend(
+            self.labels
+                .iter()
+                .map(|(k, v)| Label::from_static_parts(k, v)),
+        );
+        labels.extend(dynamic.iter().cloned());
+        if let (Some(label), Some(outcome)) = (self.outcome_label, outcome) {
+            labels.push(Label::from_static_parts(label, outcome.as_str()));
+        }
+        Key::from_parts(name, labels)
+    }
+
+    fn counter(&self, dynamic: &[Label], outcome: Outcome) -> Option<Counter> {
+        let name = self.counter?;
+        let key = self.key(name, dynamic, Some(outcome));
+        Some(metrics::with_recorder(|r| {
+            r.register_counter(&key, &self.metadata())
+        }))
+    }
+
+    fn histogram(&self, dynamic: &[Label], outcome: Outcome) -> Option<Histogram> {
+        let name = self.histogram?;
+        let key = self.key(name, dynamic, Some(outcome));
+        Some(metrics::with_recorder(|r| {
+            r.register_histogram(&key, &self.metadata())
+        }))
+    }
+
+    fn gauge(&self, dynamic: &[Label]) -> Option<Gauge> {
+        let name = self.in_flight?;
+        let key = self.key(name, dynamic, None);
+        Some(metrics::with_recorder(|r| {
+            r.register_gauge(&key, &self.metadata())
+        }))
+    }
+
+    /// Registers every outcome's series up front, so that an error rate of zero
+    /// is a series at zero rather than an absent one.
+    fn register_all(&self) -> Handles {
+        Handles {
+            counters: self.counter.map(|_| {
+                Outcome::ALL.map(|o| self.counter(&[], o).unwrap_or_else(Counter::noop))
+            }),
+            histograms: self.histogram.map(|_| {
+                Outcome::ALL.map(|o| self.histogram(&[], o).unwrap_or_else(Histogram::noop))
+            }),
+            in_flight: self.gauge(&[]),
+        }
+    }
+}
+
+/// One call in progress. Created before the body runs; records when dropped,
+/// whichever way the call ends.
+#[doc(hidden)]
+pub struct Guard {
+    site: &'static CallSite,
+    handles: Option<&'static Handles>,
+    span: Span,
+    start: Option<Instant>,
+    dynamic: Option<Vec<Label>>,
+    in_flight: Option<Gauge>,
+    outcome: Option<Outcome>,
+}
+
+impl Guard {
+    /// Starts a call: takes the time and raises the in-flight gauge.
+    #[inline]
+    pub fn start(site: &'static CallSite, span: Span, dynamic: Option<Vec<Label>>) -> Guard {
+        let handles = site.handles();
+        let mut in_flight = None;
+        if site.in_flight.is_some() {
+            match handles {
+                Some(h) => {
+                    if let Some(g) = &h.in_flight {
+                        g.increment(1.0);
+                    }
+                }
+                None => {
+                    in_flight = site.gauge(dynamic.as_deref().unwrap_or(&[]));
+                    if let Some(g) = &in_flight {
+                        g.increment(1.0);
+                    }
+                }
+            }
+        }
+        let start = (site.histogram.is_some() || site.on_complete.is_some()).then(Instant::now);
+        Guard {
+            site,
+            handles,
+            span,
+            start,
+            dynamic,
+            in_flight,
+            outcome: None,
+        }
+    }
+
+    /// Enters the call's span.
+    #[inline]
+    pub fn enter(&self) -> tracing::span::Entered<'_> {
+        self.span.enter()
+    }
+
+    /// The call's span.
+    pub fn span(&self) -> &Span {
+        &self.span
+    }
+
+    /// Ends the call with a known outcome (the drop records it).
+    #[inline]
+    pub fn finish(mut self, outcome: Outcome) {
+        self.outcome = Some(outcome);
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let outcome = self.outcome.unwrap_or_else(|| {
+            if std::thread::panicking() {
+                Outcome::Panic
+            } else {
+                Outcome::Cancelled
+            }
+        });
+        let elapsed = self.start.map(|s| s.elapsed());
+        let site = self.site;
+        match self.handles {
+            Some(h) => {
+                if let Some(c) = &h.counters {
+                    c[outcome.index()].increment(1);
+                }
+                if let (Some(hist), Some(elapsed)) = (&h.histograms, elapsed) {
+                    hist[outcome.index()].record(elapsed.as_secs_f64());
+                }
+                if let Some(g) = &h.in_flight {
+                    g.decrement(1.0);
+                }
+            }
+            None => {
+                let dynamic = self.dynamic.as_deref().unwrap_or(&[]);
+                if let Some(c) = site.counter(dynamic, outcome) {
+                    c.increment(1);
+                }
+                if let (Some(h), Some(elapsed)) = (site.histogram(dynamic, outcome), elapsed) {
+                    h.record(elapsed.as_secs_f64());
+                }
+                if let Some(g) = self.in_flight.take() {
+                    g.decrement(1.0);
+                }
+            }
+        }
+        if let (Some(hook), Some(elapsed)) = (site.on_complete, elapsed) {
+            let _entered = self.span.enter();
+            hook(&Completion { outcome, elapsed });
+        }
+    }
+}

@@ -1,0 +1,46 @@
+#![doc = include_str!("../README.md")]
+//!
+//! # Crate layout
+//!
+//! - [`instrumented`]: the attribute (from `zs-observe-macros`).
+//! - [`Telemetry`]: the runtime builder and handle: Prometheus recorder, upkeep,
+//!   constant labels, `<namespace>_build_info`, `/metrics` routes.
+//! - [`Outcome`]: the values of the automatic outcome label.
+//! - [`set_global_recorder`]: install any other `metrics` recorder so that
+//!   call sites cache their handles for it.
+
+mod callsite;
+mod http;
+mod logging;
+mod telemetry;
+
+pub use callsite::{Completion, Outcome};
+pub use http::{metrics_router, CONTENT_TYPE};
+pub use telemetry::{InitError, Telemetry, TelemetryBuilder, DEFAULT_BUCKETS};
+
+#[doc = include_str!("../../docs/attribute.md")]
+pub use zs_observe_macros::instrumented;
+
+/// Installs `recorder` as the process-wide `metrics` recorder and lets
+/// `#[instrumented]` call sites cache their handles from now on.
+///
+/// [`Telemetry::builder`] calls this for the Prometheus recorder; use it directly
+/// for another recorder (a test's `DebuggingRecorder`, say). Recorders installed
+/// with `metrics::set_global_recorder` work too, but call sites then look their
+/// handles up on every call.
+pub fn set_global_recorder<R>(recorder: R) -> Result<(), metrics::SetRecorderError<R>>
+where
+    R: metrics::Recorder + Sync + 'static,
+{
+    metrics::set_global_recorder(recorder)?;
+    callsite::mark_recorder_installed();
+    Ok(())
+}
+
+/// Used by the code `#[instrumented]` generates. Not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::callsite::{CallSite, Completion, Guard, OutcomeOfAny, OutcomeOfResult};
+    pub use metrics::Label;
+    pub use tracing;
+}

@@ -1,0 +1,430 @@
+//! The runtime: one builder that installs the Prometheus recorder, its upkeep,
+//! constant labels, `<namespace>_build_info`, and optionally an admin listener.
+
+use std::net::SocketAddr;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::http;
+
+/// Prometheus' default buckets, in seconds: fit for request and call durations.
+pub const DEFAULT_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Why [`TelemetryBuilder::install`] failed.
+///
+/// Configuration errors are found before anything global is installed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InitError {
+    /// Histogram buckets were empty, unsorted or not finite.
+    #[error("invalid histogram buckets for {metric}: {reason}")]
+    InvalidBuckets {
+        /// The metric, or `default`.
+        metric: String,
+        /// What is wrong with them.
+        reason: String,
+    },
+    /// A name or label given to the builder is not a valid Prometheus name.
+    #[error("invalid {what} `{value}`: {reason}")]
+    InvalidName {
+        /// `namespace`, `label name`, ...
+        what: &'static str,
+        /// The rejected value.
+        value: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// Another `metrics` recorder is already installed in this process.
+    #[error("a global metrics recorder is already installed")]
+    RecorderAlreadyInstalled,
+    /// Another `tracing` subscriber is already installed in this process.
+    #[error("a global tracing subscriber is already installed")]
+    SubscriberAlreadyInstalled,
+    /// The admin listener could not bind or start.
+    #[error("admin listener on {addr}: {source}")]
+    AdminListener {
+        /// The requested address.
+        addr: SocketAddr,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Builds and installs the runtime. Start with [`Telemetry::builder`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct TelemetryBuilder {
+    service_name: Option<String>,
+    namespace: Option<String>,
+    version: Option<String>,
+    environment: Option<String>,
+    constant_labels: bool,
+    extra_labels: Vec<(String, String)>,
+    default_buckets: Vec<f64>,
+    buckets: Vec<(String, Vec<f64>)>,
+    upkeep_interval: Duration,
+    admin_listener: Option<SocketAddr>,
+    console_logs: bool,
+}
+
+impl Default for TelemetryBuilder {
+    fn default() -> Self {
+        TelemetryBuilder {
+            service_name: None,
+            namespace: None,
+            version: None,
+            environment: None,
+            constant_labels: true,
+            extra_labels: Vec::new(),
+            default_buckets: DEFAULT_BUCKETS.to_vec(),
+            buckets: Vec::new(),
+            upkeep_interval: Duration::from_secs(5),
+            admin_listener: None,
+            console_logs: false,
+        }
+    }
+}
+
+impl TelemetryBuilder {
+    /// The service name. `OTEL_SERVICE_NAME`, when set, takes precedence so that
+    /// operators can rename a deployment without a rebuild. Default: `unknown_service`.
+    pub fn with_service_name(mut self, name: impl Into<String>) -> Self {
+        self.service_name = Some(name.into());
+        self
+    }
+
+    /// The metric namespace (prefix of `<namespace>_build_info`, the HTTP metrics, ...).
+    /// Default: the service name with `-` and `.` turned into `_`.
+    pub fn with_namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = Some(namespace.into());
+        self
+    }
+
+    /// The service version, usually `env!("CARGO_PKG_VERSION")`. Default: `unknown`.
+    pub fn with_version(mut self, version: impl Into<String>) -> Self {
+        self.version = Some(version.into());
+        self
+    }
+
+    /// The deployment environment. `ZS_ENVIRONMENT`, when set, takes precedence.
+    /// Default: `development`.
+    pub fn with_environment(mut self, environment: impl Into<String>) -> Self {
+        self.environment = Some(environment.into());
+        self
+    }
+
+    /// Whether `service`, `version` and `environment` are added to every series
+    /// (default `true`). Turn off when Prometheus' target labels carry them; they
+    /// stay on `<namespace>_build_info` either way.
+    pub fn with_constant_labels(mut self, enabled: bool) -> Self {
+        self.constant_labels = enabled;
+        self
+    }
+
+    /// One more label added to every series.
+    pub fn with_constant_label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.extra_labels.push((key.into(), value.into()));
+        self
+    }
+
+    /// Buckets for every histogram without its own (default [`DEFAULT_BUCKETS`]).
+    /// Histograms always render as `_bucket` series, never as summaries.
+    pub fn with_default_buckets(mut self, buckets: &[f64]) -> Self {
+        self.default_buckets = buckets.to_vec();
+        self
+    }
+
+    /// Buckets for one histogram, by its full name.
+    pub fn with_buckets(mut self, metric: impl Into<String>, buckets: &[f64]) -> Self {
+        self.buckets.push((metric.into(), buckets.to_vec()));
+        self
+    }
+
+    /// How often histogram samples are folded into their buckets between scrapes
+    /// (default 5 s), which keeps memory flat however many calls are made.
+    pub fn with_upkeep_interval(mut self, interval: Duration) -> Self {
+        self.upkeep_interval = interval.max(Duration::from_millis(10));
+        self
+    }
+
+    /// Serves `GET /metrics` on its own listener (its own thread and runtime, so a
+    /// saturated application runtime does not stall scrapes). Port 0 picks a free port;
+    /// see [`Telemetry::admin_addr`].
+    pub fn with_admin_listener(mut self, addr: SocketAddr) -> Self {
+        self.admin_listener = Some(addr);
+        self
+    }
+
+    /// Installs a human-readable console log subscriber filtered by `RUST_LOG`
+    /// (default `info`), so the spans of `#[instrumented]` appear on stderr.
+    pub fn with_console_logs(mut self, enabled: bool) -> Self {
+        self.console_logs = enabled;
+        self
+    }
+
+    /// Installs the Prometheus recorder globally and starts the upkeep thread
+    /// (and the admin listener, when configured).
+    pub fn install(self) -> Result<Telemetry, InitError> {
+        let service = std::env::var("OTEL_SERVICE_NAME")
+            .ok()
+            .filter(|s| !s.trim().is_empty())
+            .or(self.service_name)
+            .unwrap_or_else(|| "unknown_service".to_owned());
+        let namespace = self
+            .namespace
+            .unwrap_or_else(|| service.replace(['-', '.', ' '], "_"));
+        check_metric_name("namespace", &namespace)?;
+        let version = self.version.unwrap_or_else(|| "unknown".to_owned());
+        let environment = std::env::var("ZS_ENVIRONMENT")
+            .ok()
+            .filter(|s| !s.trim().is_empty())
+            .or(self.environment)
+            .unwrap_or_else(|| "development".to_owned());
+
+        check_buckets("default", &self.default_buckets)?;
+        let mut builder = PrometheusBuilder::new()
+            .set_buckets(&self.default_buckets)
+            .map_err(|e| invalid_buckets("default", e))?;
+        for (metric, buckets) in &self.buckets {
+            check_buckets(metric, buckets)?;
+            builder = builder
+                .set_buckets_for_metric(Matcher::Full(metric.clone()), buckets)
+                .map_err(|e| invalid_buckets(metric, e))?;
+        }
+        let mut labels = Vec::new();
+        if self.constant_labels {
+            labels.push(("service".to_owned(), service.clone()));
+            labels.push(("version".to_owned(), version.clone()));
+            labels.push(("environment".to_owned(), environment.clone()));
+        }
+        labels.extend(self.extra_labels);
+        for (key, value) in labels {
+            check_label_name(&key)?;
+            builder = builder.add_global_label(key, value);
+        }
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+
+        // Bind before installing anything, so a bad address leaves no global state behind.
+        let admin_listener = match self.admin_listener {
+            Some(addr) => Some(
+                std::net::TcpListener::bind(addr)
+                    .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                    .map_err(|source| InitError::AdminListener { addr, source })?,
+            ),
+            None => None,
+        };
+
+        crate::set_global_recorder(recorder).map_err(|_| InitError::RecorderAlreadyInstalled)?;
+        if self.console_logs {
+            crate::logging::install_console()?;
+        }
+
+        let build_info = format!("{namespace}_build_info");
+        metrics::describe_gauge!(
+            build_info.clone(),
+            "Build and deployment information of the running service; the value is always 1."
+        );
+        metrics::gauge!(build_info, "version" => version.clone(), "environment" => environment.clone())
+            .set(1.0);
+
+        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let upkeep_handle = handle.clone();
+        let interval = self.upkeep_interval;
+        let upkeep = std::thread::Builder::new()
+            .name("zs-observe-upkeep".into())
+            .spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stop_rx.recv_timeout(interval) {
+                    upkeep_handle.run_upkeep();
+                }
+            })
+            .ok();
+
+        let admin = match admin_listener {
+            Some(listener) => {
+                let router = http::metrics_router(handle.clone());
+                Some(
+                    http::AdminServer::start(listener, router).map_err(|source| {
+                        InitError::AdminListener {
+                            addr: self.admin_listener.unwrap_or_else(|| ([127, 0, 0, 1], 0).into()),
+                            source,
+                        }
+                    })?,
+                )
+            }
+            None => None,
+        };
+
+        Ok(Telemetry {
+            handle,
+            service,
+            namespace,
+            version,
+            environment,
+            upkeep_stop: Some(stop_tx),
+            upkeep,
+            admin,
+        })
+    }
+}
+
+fn invalid_buckets(metric: &str, err: impl std::fmt::Display) -> InitError {
+    InitError::InvalidBuckets {
+        metric: metric.to_owned(),
+        reason: err.to_string(),
+    }
+}
+
+fn check_buckets(metric: &str, buckets: &[f64]) -> Result<(), InitError> {
+    let reason = if buckets.is_empty() {
+        Some("no buckets: a histogram without buckets would render as a summary")
+    } else if buckets.iter().any(|b| !b.is_finite()) {
+        Some("bucket bounds must be finite (`+Inf` is added automatically)")
+    } else if buckets.windows(2).any(|w| w[0] >= w[1]) {
+        Some("bucket bounds must be strictly increasing")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(InitError::InvalidBuckets {
+            metric: metric.to_owned(),
+            reason: reason.to_owned(),
+        }),
+        None => Ok(()),
+    }
+}
+
+fn check_metric_name(what: &'static str, name: &str) -> Result<(), InitError> {
+    let mut chars = name.chars();
+    let ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+    if ok {
+        Ok(())
+    } else {
+        Err(InitError::InvalidName {
+            what,
+            value: name.to_owned(),
+            reason: "must match [a-zA-Z_:][a-zA-Z0-9_:]*",
+        })
+    }
+}
+
+fn check_label_name(name: &str) -> Result<(), InitError> {
+    let mut chars = name.chars();
+    let ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with("__");
+    if ok {
+        Ok(())
+    } else {
+        Err(InitError::InvalidName {
+            what: "label name",
+            value: name.to_owned(),
+            reason: "must match [a-zA-Z_][a-zA-Z0-9_]* and not start with `__`",
+        })
+    }
+}
+
+/// The installed runtime. Keep it alive for the life of the program: dropping it
+/// stops the upkeep thread and the admin listener (the recorder stays installed).
+#[derive(Debug)]
+pub struct Telemetry {
+    handle: PrometheusHandle,
+    service: String,
+    namespace: String,
+    version: String,
+    environment: String,
+    upkeep_stop: Option<mpsc::Sender<()>>,
+    upkeep: Option<JoinHandle<()>>,
+    admin: Option<http::AdminServer>,
+}
+
+impl Telemetry {
+    /// Starts configuring the runtime.
+    pub fn builder() -> TelemetryBuilder {
+        TelemetryBuilder::default()
+    }
+
+    /// The Prometheus text exposition of every metric recorded in this process,
+    /// `#[instrumented]` or plain `metrics::` calls alike.
+    pub fn render(&self) -> String {
+        self.handle.render()
+    }
+
+    /// The exporter's handle, for custom transports.
+    pub fn prometheus_handle(&self) -> &PrometheusHandle {
+        &self.handle
+    }
+
+    /// An axum router serving `GET /metrics`; merge it into the application's router.
+    pub fn metrics_router(&self) -> axum::Router {
+        http::metrics_router(self.handle.clone())
+    }
+
+    /// The bound address of the admin listener, when one was configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(http::AdminServer::local_addr)
+    }
+
+    /// The resolved service name.
+    pub fn service_name(&self) -> &str {
+        &self.service
+    }
+
+    /// The metric namespace.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The service version.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// The deployment environment.
+    pub fn environment(&self) -> &str {
+        &self.environment
+    }
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        drop(self.upkeep_stop.take());
+        if let Some(thread) = self.upkeep.take() {
+            let _ = thread.join();
+        }
+        // The admin server stops in its own Drop.
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_checked() {
+        assert!(check_buckets("m", &[]).is_err());
+        assert!(check_buckets("m", &[1.0, 1.0]).is_err());
+        assert!(check_buckets("m", &[2.0, 1.0]).is_err());
+        assert!(check_buckets("m", &[1.0, f64::INFINITY]).is_err());
+        assert!(check_buckets("m", DEFAULT_BUCKETS).is_ok());
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert!(check_metric_name("namespace", "zerostate").is_ok());
+        assert!(check_metric_name("namespace", "zero-state").is_err());
+        assert!(check_metric_name("namespace", "").is_err());
+        assert!(check_label_name("service").is_ok());
+        assert!(check_label_name("__name__").is_err());
+        assert!(check_label_name("1abc").is_err());
+    }
+}
