@@ -257,10 +257,11 @@ fn span_expr(args: &Args, func: &Func, target: &TokenStream, level: Level) -> To
                 continue;
             }
             let is_value = param.ty.as_ref().is_some_and(ast::is_value_type);
+            // Spanned on the parameter: a parameter that is not `Debug` is blamed there.
             fields.push(if is_value {
-                quote!(#ident = #ident)
+                quote_spanned!(ident.span()=> #ident = #ident)
             } else {
-                quote!(#ident = ?#ident)
+                quote_spanned!(ident.span()=> #ident = ?#ident)
             });
         }
     }
