@@ -276,3 +276,90 @@ where
         });
     }
 }
+
+/// Runs `promtool check metrics` on an exposition and returns its complaints
+/// (empty when clean). Panics, saying how to install it, when promtool is missing:
+/// a test that needs it must not pass silently without it.
+pub fn promtool_check_metrics(exposition: &str) -> String {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "promtool is required by this test but could not be started ({e}). \
+                 Install it with `apt-get update && apt-get install -y prometheus` \
+                 (or run `scripts/test.sh`, which does)."
+            )
+        });
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(exposition.as_bytes())
+        .expect("write to promtool");
+    let out = child.wait_with_output().expect("promtool runs");
+    let mut complaints = String::from_utf8_lossy(&out.stdout).into_owned();
+    complaints.push_str(&String::from_utf8_lossy(&out.stderr));
+    if !out.status.success() && complaints.trim().is_empty() {
+        complaints = format!("promtool exited with {}", out.status);
+    }
+    complaints
+}
+
+/// One sample line of a text exposition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// The series name (with `_bucket`, `_sum`, `_count` suffixes as written).
+    pub name: String,
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+    /// Its value.
+    pub value: f64,
+}
+
+/// Parses the sample lines of a Prometheus text exposition (enough for tests:
+/// label values without escaped quotes).
+pub fn parse_exposition(body: &str) -> Vec<Sample> {
+    body.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|line| {
+            let (series, value) = line.rsplit_once(' ').expect("`series value`");
+            let value = match value {
+                "+Inf" => f64::INFINITY,
+                "-Inf" => f64::NEG_INFINITY,
+                v => v.parse().unwrap_or_else(|_| panic!("bad value in {line:?}")),
+            };
+            let (name, labels) = match series.split_once('{') {
+                Some((name, rest)) => {
+                    let inner = rest.strip_suffix('}').expect("closing brace");
+                    let labels = inner
+                        .split("\",")
+                        .filter(|p| !p.is_empty())
+                        .map(|pair| {
+                            let (k, v) = pair.split_once("=\"").expect("k=\"v\"");
+                            (k.to_owned(), v.trim_end_matches('"').to_owned())
+                        })
+                        .collect();
+                    (name.to_owned(), labels)
+                }
+                None => (series.to_owned(), BTreeMap::new()),
+            };
+            Sample { name, labels, value }
+        })
+        .collect()
+}
+
+/// The value of the one sample named `name` whose labels include all of `labels`.
+pub fn sample_value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let matching: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.name == name && labels.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v)))
+        .collect();
+    assert!(matching.len() <= 1, "{name}{labels:?} matches several samples: {matching:#?}");
+    matching.first().map(|s| s.value)
+}
