@@ -38,15 +38,18 @@ impl Recorder for CapturingRecorder {
     fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
 
     fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
-        self.registry.get_or_create_counter(key, |c| Counter::from_arc(c.clone()))
+        self.registry
+            .get_or_create_counter(key, |c| Counter::from_arc(c.clone()))
     }
 
     fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
-        self.registry.get_or_create_gauge(key, |g| Gauge::from_arc(g.clone()))
+        self.registry
+            .get_or_create_gauge(key, |g| Gauge::from_arc(g.clone()))
     }
 
     fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
-        self.registry.get_or_create_histogram(key, |h| Histogram::from_arc(h.clone()))
+        self.registry
+            .get_or_create_histogram(key, |h| Histogram::from_arc(h.clone()))
     }
 }
 
@@ -88,7 +91,10 @@ pub fn snapshot() -> HashMap<String, Value> {
         out.insert(id_of(&key), Value::Counter(c.load(Ordering::Acquire)));
     }
     for (key, g) in registry.get_gauge_handles() {
-        out.insert(id_of(&key), Value::Gauge(f64::from_bits(g.load(Ordering::Acquire))));
+        out.insert(
+            id_of(&key),
+            Value::Gauge(f64::from_bits(g.load(Ordering::Acquire))),
+        );
     }
     for (key, h) in registry.get_histogram_handles() {
         out.insert(id_of(&key), Value::Histogram(h.data()));
@@ -126,7 +132,10 @@ pub fn histogram(name: &str, labels: &[(&str, &str)]) -> Vec<f64> {
 /// Every series id whose metric name is `name`.
 pub fn series_of(name: &str) -> Vec<String> {
     let prefix = format!("{name}{{");
-    let mut ids: Vec<String> = snapshot().into_keys().filter(|k| k.starts_with(&prefix)).collect();
+    let mut ids: Vec<String> = snapshot()
+        .into_keys()
+        .filter(|k| k.starts_with(&prefix))
+        .collect();
     ids.sort();
     ids
 }
@@ -195,7 +204,11 @@ impl Capture {
 
     /// The one span named `name`; panics unless exactly one was seen.
     pub fn span(&self, name: &str) -> SpanRecord {
-        let spans: Vec<SpanRecord> = self.spans().into_iter().filter(|s| s.name == name).collect();
+        let spans: Vec<SpanRecord> = self
+            .spans()
+            .into_iter()
+            .filter(|s| s.name == name)
+            .collect();
         assert_eq!(spans.len(), 1, "expected one span `{name}`, saw {spans:#?}");
         spans.into_iter().next().expect("one span")
     }
@@ -238,7 +251,8 @@ where
             fields: fields.0,
             parent,
         });
-        span.extensions_mut().insert(SpanIndex(captures.spans.len() - 1));
+        span.extensions_mut()
+            .insert(SpanIndex(captures.spans.len() - 1));
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
@@ -332,7 +346,9 @@ pub fn parse_exposition(body: &str) -> Vec<Sample> {
             let value = match value {
                 "+Inf" => f64::INFINITY,
                 "-Inf" => f64::NEG_INFINITY,
-                v => v.parse().unwrap_or_else(|_| panic!("bad value in {line:?}")),
+                v => v
+                    .parse()
+                    .unwrap_or_else(|_| panic!("bad value in {line:?}")),
             };
             let (name, labels) = match series.split_once('{') {
                 Some((name, rest)) => {
@@ -349,7 +365,11 @@ pub fn parse_exposition(body: &str) -> Vec<Sample> {
                 }
                 None => (series.to_owned(), BTreeMap::new()),
             };
-            Sample { name, labels, value }
+            Sample {
+                name,
+                labels,
+                value,
+            }
         })
         .collect()
 }
@@ -358,8 +378,16 @@ pub fn parse_exposition(body: &str) -> Vec<Sample> {
 pub fn sample_value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     let matching: Vec<&Sample> = samples
         .iter()
-        .filter(|s| s.name == name && labels.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v)))
+        .filter(|s| {
+            s.name == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
         .collect();
-    assert!(matching.len() <= 1, "{name}{labels:?} matches several samples: {matching:#?}");
+    assert!(
+        matching.len() <= 1,
+        "{name}{labels:?} matches several samples: {matching:#?}"
+    );
     matching.first().map(|s| s.value)
 }

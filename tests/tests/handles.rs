@@ -23,19 +23,26 @@ impl Recorder for Counting {
     fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
     fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
         self.registrations.fetch_add(1, Ordering::SeqCst);
-        self.registry.get_or_create_counter(key, |c| Counter::from_arc(c.clone()))
+        self.registry
+            .get_or_create_counter(key, |c| Counter::from_arc(c.clone()))
     }
     fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
         self.registrations.fetch_add(1, Ordering::SeqCst);
-        self.registry.get_or_create_gauge(key, |g| Gauge::from_arc(g.clone()))
+        self.registry
+            .get_or_create_gauge(key, |g| Gauge::from_arc(g.clone()))
     }
     fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
         self.registrations.fetch_add(1, Ordering::SeqCst);
-        self.registry.get_or_create_histogram(key, |h| Histogram::from_arc(h.clone()))
+        self.registry
+            .get_or_create_histogram(key, |h| Histogram::from_arc(h.clone()))
     }
 }
 
-#[instrumented(counter = "cached_total", histogram = "cached_seconds", labels(kind = "a"))]
+#[instrumented(
+    counter = "cached_total",
+    histogram = "cached_seconds",
+    labels(kind = "a")
+)]
 fn cached() {}
 
 #[instrumented(counter = "per_call_total", labels(kind = k))]
@@ -55,7 +62,11 @@ fn literal_labels_resolve_once_per_call_site_and_expressions_per_call() {
         cached();
         cached();
     });
-    assert_eq!(local.registrations.load(Ordering::SeqCst), 4, "two calls, one counter + one histogram each");
+    assert_eq!(
+        local.registrations.load(Ordering::SeqCst),
+        4,
+        "two calls, one counter + one histogram each"
+    );
 
     let global = Counting {
         registry: Arc::new(Registry::atomic()),
@@ -75,7 +86,11 @@ fn literal_labels_resolve_once_per_call_site_and_expressions_per_call() {
     for _ in 0..10 {
         per_call("x");
     }
-    assert_eq!(registrations.load(Ordering::SeqCst) - before, 10, "one lookup per call");
+    assert_eq!(
+        registrations.load(Ordering::SeqCst) - before,
+        10,
+        "one lookup per call"
+    );
 
     let counters = registry.get_counter_handles();
     let total: u64 = counters

@@ -71,9 +71,14 @@ async fn serve() -> SocketAddr {
 }
 
 async fn scrape(addr: SocketAddr) -> (String, String) {
-    let response = reqwest::get(format!("http://{addr}/metrics")).await.expect("scrape");
+    let response = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .expect("scrape");
     assert_eq!(response.status(), 200);
-    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     (content_type, response.text().await.unwrap())
 }
 
@@ -82,27 +87,52 @@ async fn scrape_shows_help_type_buckets_labels_and_outcomes() {
     let addr = serve().await;
     let client = reqwest::Client::new();
     for n in 1..=9 {
-        let status = client.get(format!("http://{addr}/work/{n}")).send().await.unwrap().status();
+        let status = client
+            .get(format!("http://{addr}/work/{n}"))
+            .send()
+            .await
+            .unwrap()
+            .status();
         assert_eq!(status.is_success(), n % 3 != 0);
     }
     let (content_type, body) = scrape(addr).await;
     assert_eq!(content_type, zs_observe::CONTENT_TYPE);
 
-    assert!(body.contains("# HELP httptest_work_total Work requests handled, by outcome."), "{body}");
+    assert!(
+        body.contains("# HELP httptest_work_total Work requests handled, by outcome."),
+        "{body}"
+    );
     assert!(body.contains("# TYPE httptest_work_total counter"));
     assert!(body.contains("# TYPE httptest_work_duration_seconds histogram"));
     assert!(body.contains("# TYPE httptest_work_in_flight gauge"));
-    assert!(!body.contains("quantile="), "histograms never render as summaries:\n{body}");
+    assert!(
+        !body.contains("quantile="),
+        "histograms never render as summaries:\n{body}"
+    );
 
     let samples = parse_exposition(&body);
-    let constant = [("service", "http-test"), ("version", "1.2.3"), ("environment", "test")];
+    let constant = [
+        ("service", "http-test"),
+        ("version", "1.2.3"),
+        ("environment", "test"),
+    ];
     let with = |extra: &[(&'static str, &'static str)]| -> Vec<(&'static str, &'static str)> {
         constant.iter().chain(extra).copied().collect()
     };
-    let count = |outcome| sample_value(&samples, "httptest_work_total", &with(&[("queue", "default"), ("outcome", outcome)]));
+    let count = |outcome| {
+        sample_value(
+            &samples,
+            "httptest_work_total",
+            &with(&[("queue", "default"), ("outcome", outcome)]),
+        )
+    };
     assert_eq!(count("ok"), Some(6.0), "{body}");
     assert_eq!(count("error"), Some(3.0));
-    assert_eq!(count("panic"), Some(0.0), "all outcomes exist from the first call");
+    assert_eq!(
+        count("panic"),
+        Some(0.0),
+        "all outcomes exist from the first call"
+    );
     assert_eq!(count("cancelled"), Some(0.0));
 
     // Per-metric buckets from the builder, plus +Inf; _count equals the +Inf bucket.
@@ -116,23 +146,41 @@ async fn scrape_shows_help_type_buckets_labels_and_outcomes() {
         assert!(bucket(le).is_some(), "bucket le={le} in\n{body}");
     }
     assert_eq!(bucket("+Inf"), Some(6.0));
-    assert_eq!(sample_value(&samples, "httptest_work_duration_seconds_count", &ok), Some(6.0));
+    assert_eq!(
+        sample_value(&samples, "httptest_work_duration_seconds_count", &ok),
+        Some(6.0)
+    );
     assert!(sample_value(&samples, "httptest_work_duration_seconds_sum", &ok).is_some());
     assert_eq!(
-        samples.iter().filter(|s| s.name == "httptest_work_duration_seconds_bucket" && s.labels["outcome"] == "ok").count(),
+        samples
+            .iter()
+            .filter(|s| s.name == "httptest_work_duration_seconds_bucket"
+                && s.labels["outcome"] == "ok")
+            .count(),
         5,
         "exactly the configured buckets"
     );
 
     assert_eq!(
-        sample_value(&samples, "httptest_work_in_flight", &with(&[("queue", "default")])),
+        sample_value(
+            &samples,
+            "httptest_work_in_flight",
+            &with(&[("queue", "default")])
+        ),
         Some(0.0)
     );
     assert!(body.contains("# TYPE httptest_build_info gauge"));
-    assert_eq!(sample_value(&samples, "httptest_build_info", &constant), Some(1.0), "{body}");
+    assert_eq!(
+        sample_value(&samples, "httptest_build_info", &constant),
+        Some(1.0),
+        "{body}"
+    );
 
     let complaints = zs_observe_tests::promtool_check_metrics(&body);
-    assert!(complaints.trim().is_empty(), "promtool check metrics:\n{complaints}\n---\n{body}");
+    assert!(
+        complaints.trim().is_empty(),
+        "promtool check metrics:\n{complaints}\n---\n{body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,7 +190,10 @@ async fn admin_listener_serves_the_same_exposition() {
     let admin = telemetry().admin_addr().expect("admin listener configured");
     assert_ne!(admin.port(), 0, "port 0 resolves to the bound port");
     let (_, body) = scrape(admin).await;
-    assert!(body.contains("# TYPE httptest_admin_probe_total counter"), "{body}");
+    assert!(
+        body.contains("# TYPE httptest_admin_probe_total counter"),
+        "{body}"
+    );
     assert!(body.contains("httptest_build_info"));
     let missing = reqwest::get(format!("http://{admin}/nope")).await.unwrap();
     assert_eq!(missing.status(), 404);

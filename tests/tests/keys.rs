@@ -24,18 +24,34 @@ fn literal_and_per_call_labels() {
     send(1, true).unwrap();
     send(1, false).unwrap_err();
     send(2, true).unwrap();
-    let l = |peer, outcome| counter("keys_messages_total", &[("kind", "gossip"), ("peer", peer), ("outcome", outcome)]);
+    let l = |peer, outcome| {
+        counter(
+            "keys_messages_total",
+            &[("kind", "gossip"), ("peer", peer), ("outcome", outcome)],
+        )
+    };
     assert_eq!(l("1", "ok"), 1);
     assert_eq!(l("1", "error"), 1);
     assert_eq!(l("2", "ok"), 1);
-    assert_eq!(series_of("keys_messages_total").len(), 3, "per-call labels create series lazily");
     assert_eq!(
-        histogram("keys_message_duration_seconds", &[("kind", "gossip"), ("peer", "2"), ("outcome", "ok")]).len(),
+        series_of("keys_messages_total").len(),
+        3,
+        "per-call labels create series lazily"
+    );
+    assert_eq!(
+        histogram(
+            "keys_message_duration_seconds",
+            &[("kind", "gossip"), ("peer", "2"), ("outcome", "ok")]
+        )
+        .len(),
         1
     );
     for peer in ["1", "2"] {
         assert_eq!(
-            gauge("keys_messages_in_flight", &[("kind", "gossip"), ("peer", peer)]),
+            gauge(
+                "keys_messages_in_flight",
+                &[("kind", "gossip"), ("peer", peer)]
+            ),
             Some(0.0),
             "the in-flight gauge has no outcome label"
         );
@@ -51,7 +67,11 @@ fn renamed(fail: bool) -> Result<u8, u8> {
     }
 }
 
-#[instrumented(counter = "keys_no_outcome_total", histogram = "keys_no_outcome_seconds", outcome = false)]
+#[instrumented(
+    counter = "keys_no_outcome_total",
+    histogram = "keys_no_outcome_seconds",
+    outcome = false
+)]
 fn no_outcome(fail: bool) -> Result<u8, u8> {
     if fail {
         Err(1)
@@ -71,7 +91,10 @@ fn outcome_label_can_be_renamed_or_removed() {
 
     no_outcome(false).unwrap();
     no_outcome(true).unwrap_err();
-    assert_eq!(series_of("keys_no_outcome_total"), vec!["keys_no_outcome_total{}".to_string()]);
+    assert_eq!(
+        series_of("keys_no_outcome_total"),
+        vec!["keys_no_outcome_total{}".to_string()]
+    );
     assert_eq!(counter("keys_no_outcome_total", &[]), 2);
     assert_eq!(histogram("keys_no_outcome_seconds", &[]).len(), 2);
 }
@@ -100,7 +123,10 @@ fn run_task(task: &Task, retries: u8) -> u64 {
 fn fields_level_target_ret_and_completion_log() {
     install_recorder();
     let capture = Capture::default();
-    let task = Task { id: 40, tenant: "acme" };
+    let task = Task {
+        id: 40,
+        tenant: "acme",
+    };
     let out = tracing::subscriber::with_default(capture.subscriber(), || run_task(&task, 2));
     assert_eq!(out, 42);
 
@@ -110,14 +136,27 @@ fn fields_level_target_ret_and_completion_log() {
     assert_eq!(span.fields["task.id"], "40");
     assert_eq!(span.fields["tenant"], "acme");
     assert_eq!(span.fields["queue"], "\"default\"");
-    assert_eq!(span.fields["retries"], "2", "unskipped parameters are fields");
-    assert_eq!(span.fields["attempt"], "2", "an empty field can be recorded later");
+    assert_eq!(
+        span.fields["retries"], "2",
+        "unskipped parameters are fields"
+    );
+    assert_eq!(
+        span.fields["attempt"], "2",
+        "an empty field can be recorded later"
+    );
     assert!(!span.fields.contains_key("task"), "skip(task)");
 
     let events = capture.events();
-    let ret = events.iter().find(|e| e.fields.contains_key("return")).expect("ret event");
+    let ret = events
+        .iter()
+        .find(|e| e.fields.contains_key("return"))
+        .expect("ret event");
     assert_eq!(ret.fields["return"], "42");
-    assert_eq!(ret.level, tracing::Level::DEBUG, "ret uses the span's level");
+    assert_eq!(
+        ret.level,
+        tracing::Level::DEBUG,
+        "ret uses the span's level"
+    );
     let done = events
         .iter()
         .find(|e| e.fields.get("message").map(String::as_str) == Some("task finished"))
@@ -125,12 +164,20 @@ fn fields_level_target_ret_and_completion_log() {
     assert_eq!(done.fields["outcome"], "ok");
     let seconds: f64 = done.fields["duration_seconds"].parse().expect("a number");
     assert!((0.0..5.0).contains(&seconds));
-    assert_eq!(done.span.as_deref(), Some("task.run"), "the completion event carries the span's fields");
+    assert_eq!(
+        done.span.as_deref(),
+        Some("task.run"),
+        "the completion event carries the span's fields"
+    );
     assert_eq!(done.span_fields["task.id"], "40");
     assert_eq!(done.target, "zerostate::tasks");
 }
 
-#[instrumented(span = "payment.settle", err(Debug, level = "warn"), log(level = "info", message = "settled"))]
+#[instrumented(
+    span = "payment.settle",
+    err(Debug, level = "warn"),
+    log(level = "info", message = "settled")
+)]
 async fn settle(amount: u64) -> Result<u64, String> {
     if amount == 0 {
         return Err("nothing to settle".into());
@@ -145,10 +192,19 @@ async fn err_with_debug_and_level_and_log_on_error_and_cancel() {
     let _default = tracing::subscriber::set_default(capture.subscriber());
     settle(0).await.unwrap_err();
     let events = capture.events();
-    let err = events.iter().find(|e| e.fields.contains_key("error")).expect("err event");
+    let err = events
+        .iter()
+        .find(|e| e.fields.contains_key("error"))
+        .expect("err event");
     assert_eq!(err.level, tracing::Level::WARN);
-    assert_eq!(err.fields["error"], "\"nothing to settle\"", "Debug formatting");
-    let done = events.iter().find(|e| e.fields.get("message").map(String::as_str) == Some("settled")).unwrap();
+    assert_eq!(
+        err.fields["error"], "\"nothing to settle\"",
+        "Debug formatting"
+    );
+    let done = events
+        .iter()
+        .find(|e| e.fields.get("message").map(String::as_str) == Some("settled"))
+        .unwrap();
     assert_eq!(done.fields["outcome"], "error");
 
     // A cancelled call still logs its completion, with outcome `cancelled`.

@@ -49,7 +49,11 @@ fn poll_once<F: Future + ?Sized>(fut: std::pin::Pin<&mut F>) -> Poll<F::Output> 
     in_flight = "shape_sync_in_flight"
 )]
 fn sync_add(a: u32, b: u32) -> u32 {
-    assert_eq!(gauge("shape_sync_in_flight", &[]), Some(1.0), "in flight during the call");
+    assert_eq!(
+        gauge("shape_sync_in_flight", &[]),
+        Some(1.0),
+        "in flight during the call"
+    );
     a + b
 }
 
@@ -60,11 +64,18 @@ fn sync_fn_counts_times_and_spans() {
     let sum = tracing::subscriber::with_default(capture.subscriber(), || sync_add(2, 3));
     assert_eq!(sum, 5);
     for (outcome, n) in ok_only() {
-        assert_eq!(counter("shape_sync_calls_total", &[("outcome", outcome)]), n, "{outcome}");
+        assert_eq!(
+            counter("shape_sync_calls_total", &[("outcome", outcome)]),
+            n,
+            "{outcome}"
+        );
     }
     let samples = histogram("shape_sync_duration_seconds", &[("outcome", "ok")]);
     assert_eq!(samples.len(), 1);
-    assert!(samples[0] >= 0.0 && samples[0] < 5.0, "duration in seconds: {samples:?}");
+    assert!(
+        samples[0] >= 0.0 && samples[0] < 5.0,
+        "duration in seconds: {samples:?}"
+    );
     assert_eq!(gauge("shape_sync_in_flight", &[]), Some(0.0));
 
     let span = capture.span("shape.sync");
@@ -119,15 +130,25 @@ fn question_mark_and_early_return_are_counted_by_outcome() {
         .into_iter()
         .filter(|e| e.level == tracing::Level::ERROR)
         .collect();
-    assert_eq!(errors.len(), 2, "`err` emits one event per Err: {errors:#?}");
+    assert_eq!(
+        errors.len(),
+        2,
+        "`err` emits one event per Err: {errors:#?}"
+    );
     assert_eq!(errors[0].fields["error"], "cannot parse \"empty\"");
     assert_eq!(errors[0].span.as_deref(), Some("shape.parse"));
-    assert_eq!(errors[0].span_fields["input"], "", "&str is recorded as a value, not with Debug");
+    assert_eq!(
+        errors[0].span_fields["input"], "",
+        "&str is recorded as a value, not with Debug"
+    );
 }
 
 // ------------------------------------------------------------------- panic
 
-#[instrumented(counter = "shape_panic_calls_total", in_flight = "shape_panic_in_flight")]
+#[instrumented(
+    counter = "shape_panic_calls_total",
+    in_flight = "shape_panic_in_flight"
+)]
 fn may_panic(fail: bool) -> u8 {
     if fail {
         std::panic::panic_any(String::from("planted panic"));
@@ -181,7 +202,10 @@ async fn async_fn_ok_error_and_cancelled() {
     drop(fetch(7, false));
     expect("shape_async_calls_total", 1, 1, 0, 1);
     assert_eq!(gauge("shape_async_in_flight", &[]), Some(0.0));
-    assert_eq!(histogram("shape_async_duration_seconds", &[("outcome", "cancelled")]).len(), 1);
+    assert_eq!(
+        histogram("shape_async_duration_seconds", &[("outcome", "cancelled")]).len(),
+        1
+    );
 }
 
 #[instrumented(span = "shape.async.panic", counter = "shape_async_panic_total")]
@@ -271,8 +295,15 @@ async fn methods_on_ref_mut_and_owned_self() {
     expect("shape_async_self_total", 1, 0, 0, 0);
 
     let balance = capture.span("ledger.balance");
-    assert_eq!(balance.fields["self"], "Ledger { balance: 10 }", "self recorded with Debug");
-    let deposits: Vec<_> = capture.spans().into_iter().filter(|s| s.name == "ledger.deposit").collect();
+    assert_eq!(
+        balance.fields["self"], "Ledger { balance: 10 }",
+        "self recorded with Debug"
+    );
+    let deposits: Vec<_> = capture
+        .spans()
+        .into_iter()
+        .filter(|s| s.name == "ledger.deposit")
+        .collect();
     assert!(!deposits[0].fields.contains_key("self"), "skip(self)");
     assert_eq!(deposits[0].fields["amount"], "10");
     assert!(capture.span("ledger.settle").fields.is_empty(), "skip_all");
@@ -293,7 +324,10 @@ fn evens(limit: u32) -> impl Iterator<Item = u32> {
     (0..limit).filter(|n| n % 2 == 0)
 }
 
-#[instrumented(span = "shape.impl_trait.result", counter = "shape_impl_trait_result_total")]
+#[instrumented(
+    span = "shape.impl_trait.result",
+    counter = "shape_impl_trait_result_total"
+)]
 fn checked_evens(limit: u32) -> Result<impl Iterator<Item = u32>, String> {
     if limit > 100 {
         return Err("too many".into());
@@ -308,7 +342,11 @@ fn generic_functions_share_one_call_site() {
     assert_eq!(largest(&[1.5, 0.5]), Some(1.5));
     assert_eq!(largest::<u8>(&[]), None);
     expect("shape_generic_total", 3, 0, 0, 0);
-    assert_eq!(series_of("shape_generic_total").len(), 4, "one series per outcome, all instantiations");
+    assert_eq!(
+        series_of("shape_generic_total").len(),
+        4,
+        "one series per outcome, all instantiations"
+    );
 }
 
 #[test]
@@ -361,7 +399,11 @@ impl std::fmt::Debug for Channel {
 // impl attribute expands first and the macro instruments the boxed future.
 #[async_trait::async_trait]
 impl Payments for Channel {
-    #[instrumented(span = "payment.send", counter = "shape_async_trait_total", in_flight = "shape_async_trait_in_flight")]
+    #[instrumented(
+        span = "payment.send",
+        counter = "shape_async_trait_total",
+        in_flight = "shape_async_trait_in_flight"
+    )]
     async fn pay(&self, amount: u64) -> Result<u64, String> {
         tokio::task::yield_now().await;
         if amount == 0 {
@@ -384,7 +426,14 @@ async fn native_async_fn_in_trait() {
     assert_eq!(Wasm.run(3).await, Ok(2));
     assert!(Wasm.run(0).await.is_err());
     expect("shape_trait_async_total", 1, 1, 0, 0);
-    assert_eq!(capture.spans().iter().filter(|s| s.name == "wasm.execute").count(), 2);
+    assert_eq!(
+        capture
+            .spans()
+            .iter()
+            .filter(|s| s.name == "wasm.execute")
+            .count(),
+        2
+    );
 }
 
 #[tokio::test]
@@ -404,11 +453,18 @@ async fn async_trait_methods() {
     expect("shape_async_trait_total", 1, 1, 0, 1);
     expect("shape_async_trait_unit_total", 1, 0, 0, 0);
     assert_eq!(gauge("shape_async_trait_in_flight", &[]), Some(0.0));
-    let spans: Vec<_> = capture.spans().into_iter().filter(|s| s.name == "payment.send").collect();
+    let spans: Vec<_> = capture
+        .spans()
+        .into_iter()
+        .filter(|s| s.name == "payment.send")
+        .collect();
     assert_eq!(spans.len(), 3);
     assert_eq!(spans[0].fields["amount"], "5");
     assert_eq!(spans[0].fields["self"], "channel-1");
-    let pong = capture.events().into_iter().find(|e| e.fields.get("message").map(String::as_str) == Some("pong"));
+    let pong = capture
+        .events()
+        .into_iter()
+        .find(|e| e.fields.get("message").map(String::as_str) == Some("pong"));
     assert_eq!(pong.and_then(|e| e.span).as_deref(), Some("payment.ping"));
 }
 

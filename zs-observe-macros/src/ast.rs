@@ -75,7 +75,9 @@ impl Func {
             return Shape::Async;
         }
         match block.stmts.last_mut() {
-            Some(Stmt::Expr(Expr::Call(call), None)) if is_box_pin(&call.func) && call.args.len() == 1 => {
+            Some(Stmt::Expr(Expr::Call(call), None))
+                if is_box_pin(&call.func) && call.args.len() == 1 =>
+            {
                 match call.args.first_mut() {
                     Some(Expr::Async(inner)) if inner.capture.is_some() => Shape::AsyncTrait(inner),
                     _ => Shape::Sync,
@@ -88,7 +90,12 @@ impl Func {
 
 fn is_box_pin(func: &Expr) -> bool {
     let Expr::Path(path) = func else { return false };
-    let segs: Vec<String> = path.path.segments.iter().map(|s| s.ident.to_string()).collect();
+    let segs: Vec<String> = path
+        .path
+        .segments
+        .iter()
+        .map(|s| s.ident.to_string())
+        .collect();
     segs.len() >= 2 && segs[segs.len() - 1] == "pin" && segs[segs.len() - 2] == "Box"
 }
 
@@ -113,8 +120,8 @@ fn collect_idents(pat: &Pat, out: &mut Vec<Param>) {
 /// (the same rule as `tracing::instrument`).
 pub(crate) fn is_value_type(ty: &Type) -> bool {
     const VALUE_TYPES: &[&str] = &[
-        "bool", "str", "u8", "i8", "u16", "i16", "u32", "i32", "u64", "i64", "u128", "i128",
-        "f32", "f64", "usize", "isize",
+        "bool", "str", "u8", "i8", "u16", "i16", "u32", "i32", "u64", "i64", "u128", "i128", "f32",
+        "f64", "usize", "isize",
     ];
     match ty {
         Type::Path(p) if p.qself.is_none() => p

@@ -297,7 +297,10 @@ impl Args {
                     item.key.span(),
                     format!("duplicate key `{key}` in #[instrumented]; give it once"),
                 );
-                err.combine(syn::Error::new(first.span(), format!("`{key}` first given here")));
+                err.combine(syn::Error::new(
+                    first.span(),
+                    format!("`{key}` first given here"),
+                ));
                 cx.push(err);
                 continue;
             }
@@ -496,9 +499,12 @@ fn parse_event_arg(tokens: TokenStream) -> syn::Result<EventArg> {
         match (item.key.to_string().as_str(), &item.value) {
             ("Debug", RawValue::Flag) => arg.kind = Some(FieldKind::Debug),
             ("Display", RawValue::Flag) => arg.kind = Some(FieldKind::Display),
-            ("level", RawValue::Eq(Expr::Lit(ExprLit { lit: Lit::Str(s), .. }))) => {
-                arg.level = Some(parse_level_lit(s)?)
-            }
+            (
+                "level",
+                RawValue::Eq(Expr::Lit(ExprLit {
+                    lit: Lit::Str(s), ..
+                })),
+            ) => arg.level = Some(parse_level_lit(s)?),
             _ => {
                 return Err(syn::Error::new(
                     item.key.span(),

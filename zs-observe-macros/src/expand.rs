@@ -14,6 +14,11 @@ use crate::ast::{self, Func, Shape};
 use crate::attr::{Args, Ctxt, EventArg, FieldKind, LabelValue, Level, SpanArg};
 
 pub(crate) fn instrumented(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand_with(args, item, cfg!(feature = "disabled"))
+}
+
+/// `disabled`: validate, then emit the function exactly as written.
+pub(crate) fn expand_with(args: TokenStream, item: TokenStream, disabled: bool) -> TokenStream {
     let mut cx = Ctxt::default();
     let parsed_args = Args::parse(args, &mut cx);
     let func = match Func::parse(item.clone()) {
@@ -27,7 +32,7 @@ pub(crate) fn instrumented(args: TokenStream, item: TokenStream) -> TokenStream 
     if cx_has_errors(&mut cx) {
         return fallback(func.item.into_token_stream(), cx);
     }
-    if cfg!(feature = "disabled") {
+    if disabled {
         return func.item.into_token_stream();
     }
     expand(&parsed_args, func)
@@ -111,7 +116,14 @@ fn expand(args: &Args, func: Func) -> TokenStream {
         }
         Shape::Async => {
             let body = block.clone();
-            let wrapped = async_wrap(&body.to_token_stream(), &guard, &ret, ann.as_ref(), &events, &outcome);
+            let wrapped = async_wrap(
+                &body.to_token_stream(),
+                &guard,
+                &ret,
+                ann.as_ref(),
+                &events,
+                &outcome,
+            );
             quote! {
                 #site_static
                 let #guard = #p::Guard::start(&#site, #span, #dynamic);
@@ -122,7 +134,14 @@ fn expand(args: &Args, func: Func) -> TokenStream {
             // The span and per-call labels are built at the call, where the parameters
             // still have their names; the guard starts at the first poll, as for `async fn`.
             let inner_block = &inner.block;
-            let wrapped = async_wrap(&inner_block.to_token_stream(), &guard, &ret, None, &events, &outcome);
+            let wrapped = async_wrap(
+                &inner_block.to_token_stream(),
+                &guard,
+                &ret,
+                None,
+                &events,
+                &outcome,
+            );
             let span_var = Ident::new("__zs_span", Span::mixed_site());
             let dyn_var = Ident::new("__zs_dynamic", Span::mixed_site());
             let new_inner: Block = syn::parse_quote! {{
@@ -178,7 +197,13 @@ fn opt_name(name: Option<&LitStr>) -> TokenStream {
 
 /// The per-call-site static: metric names, literal labels, outcome label and the
 /// completion-log hook. Its metric handles are resolved once, on first use.
-fn callsite_static(args: &Args, func: &Func, site: &Ident, target: &TokenStream, level: Level) -> TokenStream {
+fn callsite_static(
+    args: &Args,
+    func: &Func,
+    site: &Ident,
+    target: &TokenStream,
+    level: Level,
+) -> TokenStream {
     let p = private();
     let fn_name = func.name().to_string();
     let counter = opt_name(args.counter.as_ref().map(|m| &m.name));
@@ -191,7 +216,10 @@ fn callsite_static(args: &Args, func: &Func, site: &Ident, target: &TokenStream,
         }
         LabelValue::Expr(_) => None,
     });
-    let has_dynamic = args.labels.iter().any(|l| matches!(l.value, LabelValue::Expr(_)));
+    let has_dynamic = args
+        .labels
+        .iter()
+        .any(|l| matches!(l.value, LabelValue::Expr(_)));
     let outcome = match args.outcome_label() {
         Some(name) => quote!(::core::option::Option::Some(#name)),
         None => quote!(::core::option::Option::None),
@@ -261,7 +289,7 @@ fn span_expr(args: &Args, func: &Func, target: &TokenStream, level: Level) -> To
             fields.push(if is_value {
                 quote_spanned!(ident.span()=> #ident = #ident)
             } else {
-                quote_spanned!(ident.span()=> #ident = ?#ident)
+                quote_spanned!(ident.span()=> #ident = #p::tracing::field::debug(&#ident))
             });
         }
     }
@@ -299,12 +327,22 @@ fn dynamic_labels(args: &Args) -> TokenStream {
 }
 
 /// The `err` and `ret` events, emitted inside the span once the body returned.
-fn result_events(args: &Args, guard: &Ident, ret: &Ident, target: &TokenStream, level: Level) -> TokenStream {
+fn result_events(
+    args: &Args,
+    guard: &Ident,
+    ret: &Ident,
+    target: &TokenStream,
+    level: Level,
+) -> TokenStream {
     let p = private();
     let entered = Ident::new("__zs_entered", Span::mixed_site());
     let err_var = Ident::new("__zs_err", Span::mixed_site());
     let mut out = TokenStream::new();
-    if let Some(EventArg { kind, level: err_level }) = &args.err {
+    if let Some(EventArg {
+        kind,
+        level: err_level,
+    }) = &args.err
+    {
         let lvl = level_tokens(err_level.unwrap_or(Level::Error));
         let field = match kind {
             Some(FieldKind::Debug) => quote!(error = ?#err_var),
@@ -317,7 +355,11 @@ fn result_events(args: &Args, guard: &Ident, ret: &Ident, target: &TokenStream, 
             }
         });
     }
-    if let Some(EventArg { kind, level: ret_level }) = &args.ret {
+    if let Some(EventArg {
+        kind,
+        level: ret_level,
+    }) = &args.ret
+    {
         let lvl = level_tokens(ret_level.unwrap_or(level));
         let field = match kind {
             Some(FieldKind::Display) => quote!(return = %#ret),
@@ -329,4 +371,49 @@ fn result_events(args: &Args, guard: &Ident, ret: &Ident, target: &TokenStream, 
         }});
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item() -> TokenStream {
+        quote! {
+            async fn fetch(id: u64) -> Result<u64, String> {
+                if id == 0 { return Err("zero".into()); }
+                Ok(id)
+            }
+        }
+    }
+
+    #[test]
+    fn disabled_emits_the_function_unchanged() {
+        let args = quote!(
+            span = "db.fetch",
+            counter = "db_fetch_total",
+            histogram = "db_fetch_duration_seconds",
+            err
+        );
+        let out = expand_with(args, item(), true);
+        let expected: syn::ItemFn = syn::parse2(item()).unwrap();
+        let actual: syn::ItemFn = syn::parse2(out).unwrap();
+        assert_eq!(actual, expected);
+    }
+
+    #[test]
+    fn disabled_still_reports_attribute_errors() {
+        let out = expand_with(quote!(histgram = "x_seconds"), item(), true).to_string();
+        assert!(out.contains("compile_error"), "{out}");
+        assert!(out.contains("did you mean `histogram`"), "{out}");
+        assert!(
+            out.contains("async fn fetch"),
+            "the function is still emitted: {out}"
+        );
+    }
+
+    #[test]
+    fn enabled_wraps_the_body() {
+        let out = expand_with(quote!(counter = "db_fetch_total"), item(), false).to_string();
+        assert!(out.contains("Guard :: start"), "{out}");
+    }
 }

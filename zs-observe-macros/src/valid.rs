@@ -46,7 +46,10 @@ fn check_labels(args: &Args, cx: &mut Ctxt) {
     for (i, label) in args.labels.iter().enumerate() {
         let name = label.key.to_string();
         if args.labels[..i].iter().any(|l| l.key == label.key) {
-            cx.error(&label.key, format!("duplicate label `{name}`: each label name may appear once"));
+            cx.error(
+                &label.key,
+                format!("duplicate label `{name}`: each label name may appear once"),
+            );
         }
         if outcome.as_deref() == Some(name.as_str()) {
             cx.error(
@@ -66,7 +69,10 @@ fn check_labels(args: &Args, cx: &mut Ctxt) {
 }
 
 /// The candidate closest to `word` by edit distance, if it is close enough to be a likely typo.
-pub(crate) fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub(crate) fn closest<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let limit = (word.len() / 3).max(2);
     candidates
         .into_iter()

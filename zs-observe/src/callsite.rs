@@ -224,9 +224,9 @@ impl CallSite {
     /// is a series at zero rather than an absent one.
     fn register_all(&self) -> Handles {
         Handles {
-            counters: self.counter.map(|_| {
-                Outcome::ALL.map(|o| self.counter(&[], o).unwrap_or_else(Counter::noop))
-            }),
+            counters: self
+                .counter
+                .map(|_| Outcome::ALL.map(|o| self.counter(&[], o).unwrap_or_else(Counter::noop))),
             histograms: self.histogram.map(|_| {
                 Outcome::ALL.map(|o| self.histogram(&[], o).unwrap_or_else(Histogram::noop))
             }),

@@ -18,7 +18,8 @@ pub use callsite::{Completion, Outcome};
 pub use http::{metrics_router, CONTENT_TYPE};
 pub use telemetry::{InitError, Telemetry, TelemetryBuilder, DEFAULT_BUCKETS};
 
-#[doc = include_str!("../../docs/attribute.md")]
+/// The attribute: see `docs/attribute.md` (inlined below from `zs-observe-macros`).
+#[doc(inline)]
 pub use zs_observe_macros::instrumented;
 
 /// Installs `recorder` as the process-wide `metrics` recorder and lets

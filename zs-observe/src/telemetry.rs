@@ -252,7 +252,9 @@ impl TelemetryBuilder {
                 Some(
                     http::AdminServer::start(listener, router).map_err(|source| {
                         InitError::AdminListener {
-                            addr: self.admin_listener.unwrap_or_else(|| ([127, 0, 0, 1], 0).into()),
+                            addr: self
+                                .admin_listener
+                                .unwrap_or_else(|| ([127, 0, 0, 1], 0).into()),
                             source,
                         }
                     })?,
@@ -319,7 +321,9 @@ fn check_metric_name(what: &'static str, name: &str) -> Result<(), InitError> {
 
 fn check_label_name(name: &str) -> Result<(), InitError> {
     let mut chars = name.chars();
-    let ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    let ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
         && !name.starts_with("__");
     if ok {
