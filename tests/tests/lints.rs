@@ -13,10 +13,18 @@ struct Store {
 impl Store {
     #[instrumented(span = "store.get", counter = "lints_get_total", err, ret, log)]
     fn get(&self, index: usize) -> Result<u32, String> {
-        self.items.get(index).copied().ok_or_else(|| format!("no item {index}"))
+        self.items
+            .get(index)
+            .copied()
+            .ok_or_else(|| format!("no item {index}"))
     }
 
-    #[instrumented(histogram = "lints_push_duration_seconds", in_flight = "lints_pushing", skip(self), labels(kind = "push"))]
+    #[instrumented(
+        histogram = "lints_push_duration_seconds",
+        in_flight = "lints_pushing",
+        skip(self),
+        labels(kind = "push")
+    )]
     fn push(&mut self, value: u32) {
         self.items.push(value);
     }
@@ -42,5 +50,8 @@ fn strict_lints_compile() {
     unit();
     let n = futures::executor::block_on(store.flush());
     assert_eq!(n, 1);
-    assert_eq!(zs_observe_tests::counter("lints_flush_total", &[("size", "full"), ("outcome", "ok")]), 1);
+    assert_eq!(
+        zs_observe_tests::counter("lints_flush_total", &[("size", "full"), ("outcome", "ok")]),
+        1
+    );
 }

@@ -171,20 +171,14 @@ impl TelemetryBuilder {
     /// Installs the Prometheus recorder globally and starts the upkeep thread
     /// (and the admin listener, when configured).
     pub fn install(self) -> Result<Telemetry, InitError> {
-        let service = std::env::var("OTEL_SERVICE_NAME")
-            .ok()
-            .filter(|s| !s.trim().is_empty())
-            .or(self.service_name)
+        let service = env_over("OTEL_SERVICE_NAME", self.service_name)
             .unwrap_or_else(|| "unknown_service".to_owned());
         let namespace = self
             .namespace
             .unwrap_or_else(|| service.replace(['-', '.', ' '], "_"));
         check_metric_name("namespace", &namespace)?;
         let version = self.version.unwrap_or_else(|| "unknown".to_owned());
-        let environment = std::env::var("ZS_ENVIRONMENT")
-            .ok()
-            .filter(|s| !s.trim().is_empty())
-            .or(self.environment)
+        let environment = env_over("ZS_ENVIRONMENT", self.environment)
             .unwrap_or_else(|| "development".to_owned());
 
         check_buckets("default", &self.default_buckets)?;
@@ -274,6 +268,15 @@ impl TelemetryBuilder {
             admin,
         })
     }
+}
+
+/// The environment variable `var` when set and not blank, else the builder's value.
+fn env_over(var: &str, configured: Option<String>) -> Option<String> {
+    prefer(std::env::var(var).ok(), configured)
+}
+
+fn prefer(from_env: Option<String>, configured: Option<String>) -> Option<String> {
+    from_env.filter(|s| !s.trim().is_empty()).or(configured)
 }
 
 fn invalid_buckets(metric: &str, err: impl std::fmt::Display) -> InitError {
@@ -420,6 +423,50 @@ mod tests {
         assert!(check_buckets("m", &[2.0, 1.0]).is_err());
         assert!(check_buckets("m", &[1.0, f64::INFINITY]).is_err());
         assert!(check_buckets("m", DEFAULT_BUCKETS).is_ok());
+    }
+
+    #[test]
+    fn environment_wins_over_builder_unless_blank() {
+        let s = |v: &str| Some(v.to_owned());
+        assert_eq!(prefer(s("from-env"), s("from-code")), s("from-env"));
+        assert_eq!(prefer(s("  "), s("from-code")), s("from-code"));
+        assert_eq!(prefer(None, s("from-code")), s("from-code"));
+        assert_eq!(prefer(None, None), None);
+    }
+
+    #[test]
+    fn configuration_errors_install_nothing() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let err = Telemetry::builder()
+            .with_admin_listener(taken.local_addr().unwrap())
+            .install()
+            .expect_err("address in use");
+        assert!(matches!(err, InitError::AdminListener { .. }), "{err}");
+        let err = Telemetry::builder()
+            .with_buckets("m_seconds", &[])
+            .install()
+            .expect_err("empty buckets");
+        assert!(err.to_string().contains("m_seconds"), "{err}");
+        let err = Telemetry::builder()
+            .with_namespace("zero-state")
+            .install()
+            .expect_err("bad namespace");
+        assert!(
+            matches!(
+                err,
+                InitError::InvalidName {
+                    what: "namespace",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        // None of the failures above installed the recorder: this one succeeds.
+        let telemetry = Telemetry::builder()
+            .with_service_name("unit")
+            .install()
+            .expect("installs");
+        assert!(telemetry.render().contains("unit_build_info"));
     }
 
     #[test]
