@@ -16,10 +16,12 @@ if ! command -v promtool >/dev/null 2>&1; then
 fi
 promtool --version | head -1
 
+# Doc tests first, so the run closes on the main runner's summary.
+cargo test --workspace --doc
+
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast
 else
   echo "cargo-nextest not found; running cargo test (install: cargo install cargo-nextest --locked)"
   cargo test --workspace --no-fail-fast --lib --bins --tests
 fi
-cargo test --workspace --doc
