@@ -1,0 +1,6 @@
+use zs_observe::instrumented;
+
+#[instrumented]
+struct NotAFunction;
+
+fn main() {}
