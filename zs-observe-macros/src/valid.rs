@@ -247,7 +247,7 @@ fn check_span_name(lit: &LitStr, cx: &mut Ctxt) {
         });
     if !ok {
         let fixed = name
-            .split(|c: char| c == '.' || c == ' ' || c == '/' || c == ':' || c == '-')
+            .split(['.', ' ', '/', ':', '-'])
             .filter(|w| !w.is_empty())
             .map(snake)
             .collect::<Vec<_>>()
