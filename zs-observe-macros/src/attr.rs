@@ -280,7 +280,7 @@ impl Args {
         for item in items {
             let key = item.key.to_string();
             if !KEYS.contains(&key.as_str()) {
-                let hint = crate::valid::closest(&key, KEYS.iter().copied())
+                let hint = zs_observe_catalog::rules::closest(&key, KEYS.iter().copied())
                     .map(|k| format!("; did you mean `{k}`?"))
                     .unwrap_or_default();
                 cx.error(
