@@ -543,3 +543,33 @@ labels = { le = ["1"], kind = [] }
         );
     }
 }
+
+/// The `catalog` setting of `[package.metadata.zs-observe]` in a crate's
+/// `Cargo.toml` source, if present.
+pub fn catalog_setting_from_manifest(manifest: &str) -> Option<String> {
+    let table: toml::Table = toml::from_str(manifest).ok()?;
+    table
+        .get("package")?
+        .get("metadata")?
+        .get("zs-observe")?
+        .get("catalog")?
+        .as_str()
+        .map(str::to_owned)
+}
+
+#[cfg(test)]
+mod manifest_tests {
+    #[test]
+    fn reads_the_metadata_setting() {
+        let manifest = "[package]\nname = \"x\"\n\n[package.metadata.zs-observe]\ncatalog = \"../monitoring/catalog/x.toml\"\n";
+        assert_eq!(
+            super::catalog_setting_from_manifest(manifest).as_deref(),
+            Some("../monitoring/catalog/x.toml")
+        );
+        assert_eq!(
+            super::catalog_setting_from_manifest("[package]\nname = \"x\"\n"),
+            None
+        );
+        assert_eq!(super::catalog_setting_from_manifest("not toml ["), None);
+    }
+}

@@ -28,14 +28,40 @@ pub(crate) fn expand_with(args: TokenStream, item: TokenStream, disabled: bool) 
             return fallback(item, cx);
         }
     };
-    crate::valid::check(&parsed_args, &func, &mut cx);
+    let catalog = if parsed_args.has_metrics() {
+        crate::catalog::lookup()
+    } else {
+        None
+    };
+    let checked = match &catalog {
+        Some(loaded) => match &loaded.catalog {
+            Ok(c) => Some((&**c, loaded.shown.clone())),
+            Err(errors) => {
+                for e in errors.iter() {
+                    cx.error(Span::call_site(), format!("invalid metric catalog: {e}"));
+                }
+                None
+            }
+        },
+        None => None,
+    };
+    crate::valid::check(
+        &parsed_args,
+        &func,
+        checked.as_ref().map(|(c, f)| (*c, f.as_str())),
+        &mut cx,
+    );
     if cx_has_errors(&mut cx) {
         return fallback(func.item.into_token_stream(), cx);
     }
     if disabled {
         return func.item.into_token_stream();
     }
-    expand(&parsed_args, func)
+    let tracked = match (&catalog, &checked) {
+        (Some(loaded), Some(_)) => Some(loaded.path.display().to_string()),
+        _ => None,
+    };
+    expand(&parsed_args, func, tracked.as_deref())
 }
 
 fn cx_has_errors(cx: &mut Ctxt) -> bool {
@@ -66,7 +92,7 @@ fn level_tokens(level: Level) -> TokenStream {
     quote!(#p::tracing::Level::#ident)
 }
 
-fn expand(args: &Args, func: Func) -> TokenStream {
+fn expand(args: &Args, func: Func, catalog_file: Option<&str>) -> TokenStream {
     let p = private();
     let site = Ident::new("__ZS_SITE", Span::mixed_site());
     let guard = Ident::new("__zs_guard", Span::mixed_site());
@@ -78,7 +104,8 @@ fn expand(args: &Args, func: Func) -> TokenStream {
         None => quote!(::core::module_path!()),
     };
 
-    let site_static = callsite_static(args, &func, &site, &target, level);
+    let mut site_static = callsite_static(args, &func, &site, &target, level);
+    site_static.extend(rebuild_tracking(catalog_file));
     let span = span_expr(args, &func, &target, level);
     let dynamic = dynamic_labels(args);
     let events = result_events(args, &guard, &ret, &target, level);
@@ -185,6 +212,21 @@ fn async_wrap(
         #events
         #guard.finish(#outcome);
         #ret
+    }
+}
+
+/// Makes cargo rebuild the crate when the catalog file or the variable that
+/// points at it changes (rustc records both in the crate's dep-info).
+fn rebuild_tracking(catalog_file: Option<&str>) -> TokenStream {
+    let env = crate::catalog::ENV;
+    let file = catalog_file.map(|f| {
+        quote!(
+            const _: &[u8] = ::core::include_bytes!(#f);
+        )
+    });
+    quote! {
+        #file
+        const _: ::core::option::Option<&str> = ::core::option_env!(#env);
     }
 }
 

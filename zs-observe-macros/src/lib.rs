@@ -5,6 +5,7 @@
 
 mod ast;
 mod attr;
+mod catalog;
 mod expand;
 mod valid;
 
