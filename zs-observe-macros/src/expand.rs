@@ -293,7 +293,23 @@ fn callsite_static(
         }
         None => quote!(::core::option::Option::None),
     };
+    let names: Vec<&LitStr> = [&args.counter, &args.histogram, &args.in_flight]
+        .into_iter()
+        .flatten()
+        .map(|m| &m.name)
+        .collect();
+    let registration = (!names.is_empty()).then(|| {
+        quote! {
+            #p::inventory::submit! {
+                #p::Registration {
+                    function: ::core::concat!(::core::module_path!(), "::", #fn_name),
+                    metrics: &[#(#names),*],
+                }
+            }
+        }
+    });
     quote! {
+        #registration
         static #site: #p::CallSite = #p::CallSite::new(
             ::core::module_path!(),
             ::core::concat!(::core::module_path!(), "::", #fn_name),

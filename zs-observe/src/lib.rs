@@ -10,6 +10,7 @@
 //!   call sites cache their handles for it.
 
 mod callsite;
+pub mod coverage;
 mod http;
 mod logging;
 mod telemetry;
@@ -21,6 +22,21 @@ pub use telemetry::{InitError, Telemetry, TelemetryBuilder, DEFAULT_BUCKETS};
 /// The attribute: see `docs/attribute.md` (inlined below from `zs-observe-macros`).
 #[doc(inline)]
 pub use zs_observe_macros::instrumented;
+
+/// The metric catalog (the `zs-observe-catalog` crate): its format, parser and naming rules.
+pub mod catalog {
+    pub use zs_observe_catalog::*;
+}
+
+/// Parses a catalog file embedded at compile time, relative to the current file:
+/// `zs_observe::include_catalog!("../catalog.toml")` gives
+/// `Result<Catalog, Vec<CatalogError>>`.
+#[macro_export]
+macro_rules! include_catalog {
+    ($path:literal) => {
+        $crate::catalog::Catalog::parse(::core::include_str!($path), $path)
+    };
+}
 
 /// Installs `recorder` as the process-wide `metrics` recorder and lets
 /// `#[instrumented]` call sites cache their handles from now on.
@@ -42,6 +58,8 @@ where
 #[doc(hidden)]
 pub mod __private {
     pub use crate::callsite::{CallSite, Completion, Guard, OutcomeOfAny, OutcomeOfResult};
+    pub use crate::coverage::Registration;
+    pub use inventory;
     pub use metrics::Label;
     pub use tracing;
 }

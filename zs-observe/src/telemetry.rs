@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+use crate::catalog::{Catalog, MetricKind};
 use crate::http;
 
 /// Prometheus' default buckets, in seconds: fit for request and call durations.
@@ -71,6 +72,7 @@ pub struct TelemetryBuilder {
     upkeep_interval: Duration,
     admin_listener: Option<SocketAddr>,
     console_logs: bool,
+    catalog: Option<Catalog>,
 }
 
 impl Default for TelemetryBuilder {
@@ -87,6 +89,7 @@ impl Default for TelemetryBuilder {
             upkeep_interval: Duration::from_secs(5),
             admin_listener: None,
             console_logs: false,
+            catalog: None,
         }
     }
 }
@@ -168,6 +171,22 @@ impl TelemetryBuilder {
         self
     }
 
+    /// The service's metric catalog (see `docs/catalog.md`): every metric is described
+    /// (`# HELP` and unit), each histogram gets its catalog buckets (explicit
+    /// [`with_buckets`](Self::with_buckets) still win), and its label bounds are
+    /// available from [`Telemetry::catalog`]. Its namespace becomes the default namespace.
+    ///
+    /// ```no_run
+    /// let catalog = zs_observe::include_catalog!("../../monitoring/catalog/zerostate.toml")
+    ///     .expect("valid catalog");
+    /// let telemetry = zs_observe::Telemetry::builder().with_catalog(catalog).install()?;
+    /// # Ok::<(), zs_observe::InitError>(())
+    /// ```
+    pub fn with_catalog(mut self, catalog: Catalog) -> Self {
+        self.catalog = Some(catalog);
+        self
+    }
+
     /// Installs the Prometheus recorder globally and starts the upkeep thread
     /// (and the admin listener, when configured).
     pub fn install(self) -> Result<Telemetry, InitError> {
@@ -175,6 +194,7 @@ impl TelemetryBuilder {
             .unwrap_or_else(|| "unknown_service".to_owned());
         let namespace = self
             .namespace
+            .or_else(|| self.catalog.as_ref().and_then(|c| c.namespace.clone()))
             .unwrap_or_else(|| service.replace(['-', '.', ' '], "_"));
         check_metric_name("namespace", &namespace)?;
         let version = self.version.unwrap_or_else(|| "unknown".to_owned());
@@ -185,6 +205,24 @@ impl TelemetryBuilder {
         let mut builder = PrometheusBuilder::new()
             .set_buckets(&self.default_buckets)
             .map_err(|e| invalid_buckets("default", e))?;
+        if let Some(catalog) = &self.catalog {
+            if let Some(default) = &catalog.default_buckets {
+                builder = builder
+                    .set_buckets(default)
+                    .map_err(|e| invalid_buckets("catalog default_buckets", e))?;
+            }
+            for metric in catalog
+                .metrics
+                .iter()
+                .filter(|m| m.kind == MetricKind::Histogram)
+            {
+                if let Some(buckets) = &metric.buckets {
+                    builder = builder
+                        .set_buckets_for_metric(Matcher::Full(metric.name.clone()), buckets)
+                        .map_err(|e| invalid_buckets(&metric.name, e))?;
+                }
+            }
+        }
         for (metric, buckets) in &self.buckets {
             check_buckets(metric, buckets)?;
             builder = builder
@@ -227,6 +265,10 @@ impl TelemetryBuilder {
         );
         metrics::gauge!(build_info, "version" => version.clone(), "environment" => environment.clone())
             .set(1.0);
+        // After the runtime's own descriptions, so the catalog's text wins.
+        if let Some(catalog) = &self.catalog {
+            describe_catalog(catalog);
+        }
 
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
         let upkeep_handle = handle.clone();
@@ -259,6 +301,7 @@ impl TelemetryBuilder {
 
         Ok(Telemetry {
             handle,
+            catalog: self.catalog,
             service,
             namespace,
             version,
@@ -277,6 +320,22 @@ fn env_over(var: &str, configured: Option<String>) -> Option<String> {
 
 fn prefer(from_env: Option<String>, configured: Option<String>) -> Option<String> {
     from_env.filter(|s| !s.trim().is_empty()).or(configured)
+}
+
+/// Describes every catalog metric to the installed recorder: `# HELP` and unit.
+fn describe_catalog(catalog: &Catalog) {
+    for m in &catalog.metrics {
+        let unit = m.unit.as_deref().and_then(metrics::Unit::from_string);
+        let (name, help) = (m.name.clone(), m.help.clone());
+        match (m.kind, unit) {
+            (MetricKind::Counter, Some(u)) => metrics::describe_counter!(name, u, help),
+            (MetricKind::Counter, None) => metrics::describe_counter!(name, help),
+            (MetricKind::Gauge, Some(u)) => metrics::describe_gauge!(name, u, help),
+            (MetricKind::Gauge, None) => metrics::describe_gauge!(name, help),
+            (MetricKind::Histogram, Some(u)) => metrics::describe_histogram!(name, u, help),
+            (MetricKind::Histogram, None) => metrics::describe_histogram!(name, help),
+        }
+    }
 }
 
 fn invalid_buckets(metric: &str, err: impl std::fmt::Display) -> InitError {
@@ -345,6 +404,7 @@ fn check_label_name(name: &str) -> Result<(), InitError> {
 #[derive(Debug)]
 pub struct Telemetry {
     handle: PrometheusHandle,
+    catalog: Option<Catalog>,
     service: String,
     namespace: String,
     version: String,
@@ -379,6 +439,11 @@ impl Telemetry {
     /// The bound address of the admin listener, when one was configured.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin.as_ref().map(http::AdminServer::local_addr)
+    }
+
+    /// The catalog given to the builder: allowed label values and cardinality bounds.
+    pub fn catalog(&self) -> Option<&Catalog> {
+        self.catalog.as_ref()
     }
 
     /// The resolved service name.

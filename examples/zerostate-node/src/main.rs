@@ -110,19 +110,6 @@ impl Node {
     }
 }
 
-fn describe_metrics() {
-    metrics::describe_histogram!(
-        "zerostate_wasm_execution_duration_seconds",
-        metrics::Unit::Seconds,
-        "Time to execute one WASM task, by outcome."
-    );
-    metrics::describe_counter!(
-        "zerostate_tasks_executed_total",
-        "Tasks executed, by outcome."
-    );
-    metrics::describe_gauge!("zerostate_tasks_executing", "Tasks executing right now.");
-}
-
 async fn workload(node: Arc<Node>) {
     let mut id = 0u64;
     let mut tick = tokio::time::interval(Duration::from_millis(20));
@@ -149,7 +136,18 @@ async fn index(State(node): State<Arc<Node>>) -> Json<serde_json::Value> {
 #[tokio::main]
 async fn main() {
     let config = parse_args();
+    // The same catalog the compiler checked the call sites against (Cargo.toml metadata).
+    let catalog = match zs_observe::include_catalog!("../../../monitoring/catalog/zerostate.toml") {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("{e}");
+            }
+            std::process::exit(1);
+        }
+    };
     let telemetry = match Telemetry::builder()
+        .with_catalog(catalog)
         .with_service_name("zerostate-node")
         .with_namespace("zerostate")
         .with_version(env!("CARGO_PKG_VERSION"))
@@ -162,8 +160,6 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    describe_metrics();
-
     let node = Arc::new(Node::default());
     let app = Router::new()
         .route("/", get(index))
