@@ -23,13 +23,15 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 struct Config {
     listen: SocketAddr,
     workload: bool,
+    check_catalog: bool,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: zerostate-node [--listen ADDR] [--no-workload]\n\
-         \n  --listen ADDR   address to serve on (env ZEROSTATE_LISTEN, default {DEFAULT_LISTEN})\
-         \n  --no-workload   do not run the built-in workload generator"
+        "usage: zerostate-node [--listen ADDR] [--no-workload] [--check-catalog]\n\
+         \n  --listen ADDR     address to serve on (env ZEROSTATE_LISTEN, default {DEFAULT_LISTEN})\
+         \n  --no-workload     do not run the built-in workload generator\
+         \n  --check-catalog   compare the catalog with the code's metrics, print the report and exit"
     );
     std::process::exit(2)
 }
@@ -38,11 +40,13 @@ fn parse_args() -> Config {
     let mut listen =
         std::env::var("ZEROSTATE_LISTEN").unwrap_or_else(|_| DEFAULT_LISTEN.to_owned());
     let mut workload = true;
+    let mut check_catalog = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--listen" => listen = args.next().unwrap_or_else(|| usage()),
             "--no-workload" => workload = false,
+            "--check-catalog" => check_catalog = true,
             "-h" | "--help" => usage(),
             other => {
                 eprintln!("unknown argument `{other}`");
@@ -54,7 +58,11 @@ fn parse_args() -> Config {
         eprintln!("invalid --listen address `{listen}`: {e}");
         usage()
     });
-    Config { listen, workload }
+    Config {
+        listen,
+        workload,
+        check_catalog,
+    }
 }
 
 /// A unit of work submitted to the node: a deterministic compute job with a fuel budget.
@@ -160,6 +168,16 @@ async fn main() {
             std::process::exit(1);
         }
     };
+    if config.check_catalog {
+        // Call sites register at link time; the exposition adds the runtime's own series.
+        let report = zs_observe::coverage::report(
+            telemetry.catalog().expect("installed with a catalog"),
+            &telemetry.render(),
+        );
+        println!("{report}");
+        std::process::exit(i32::from(!report.is_empty()));
+    }
+
     let node = Arc::new(Node::default());
     let app = Router::new()
         .route("/", get(index))
