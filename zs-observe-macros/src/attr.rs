@@ -28,6 +28,10 @@ impl Ctxt {
         self.errors.push(err);
     }
 
+    pub(crate) fn has_errors(&self) -> bool {
+        !self.errors.is_empty()
+    }
+
     /// All errors combined into one, or `None` when there were none.
     pub(crate) fn finish(self) -> Option<syn::Error> {
         self.errors.into_iter().reduce(|mut a, b| {

@@ -51,7 +51,7 @@ pub(crate) fn expand_with(args: TokenStream, item: TokenStream, disabled: bool) 
         checked.as_ref().map(|(c, f)| (*c, f.as_str())),
         &mut cx,
     );
-    if cx_has_errors(&mut cx) {
+    if cx.has_errors() {
         return fallback(func.item.into_token_stream(), cx);
     }
     if disabled {
@@ -62,17 +62,6 @@ pub(crate) fn expand_with(args: TokenStream, item: TokenStream, disabled: bool) 
         _ => None,
     };
     expand(&parsed_args, func, tracked.as_deref())
-}
-
-fn cx_has_errors(cx: &mut Ctxt) -> bool {
-    let taken = std::mem::take(cx);
-    match taken.finish() {
-        Some(err) => {
-            cx.push(err);
-            true
-        }
-        None => false,
-    }
 }
 
 /// On error: the original item, untouched, next to the errors, so one mistake
