@@ -573,3 +573,24 @@ mod manifest_tests {
         assert_eq!(super::catalog_setting_from_manifest("not toml ["), None);
     }
 }
+
+#[cfg(test)]
+mod doc_tests {
+    /// The catalog examples of docs/catalog.md parse with this parser.
+    #[test]
+    fn catalog_md_examples_parse() {
+        let doc = include_str!("../../docs/catalog.md");
+        let mut blocks = 0;
+        for (i, block) in doc.split("```toml\n").skip(1).enumerate() {
+            let src = block.split("```").next().unwrap_or_default();
+            if !src.contains("[[metric]]") {
+                continue; // Cargo.toml and .cargo/config.toml snippets
+            }
+            blocks += 1;
+            if let Err(errors) = super::Catalog::parse(src, "docs/catalog.md") {
+                panic!("toml block {i} of docs/catalog.md: {errors:?}");
+            }
+        }
+        assert!(blocks >= 1, "docs/catalog.md has a catalog example");
+    }
+}
