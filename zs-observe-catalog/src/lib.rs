@@ -31,7 +31,7 @@ use std::path::Path;
 use serde::Deserialize;
 use toml::Spanned;
 
-use rules::{label_name_problem, metric_name_problems, MetricKey};
+use rules::{bucket_problem, label_name_problem, metric_name_problems, MetricKey};
 
 /// The type of a metric.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -180,18 +180,6 @@ fn line_of(src: &str, offset: usize) -> usize {
         .filter(|b| *b == b'\n')
         .count()
         + 1
-}
-
-fn bucket_problem(buckets: &[f64]) -> Option<&'static str> {
-    if buckets.is_empty() {
-        Some("empty buckets: a histogram without buckets renders as a summary and breaks histogram_quantile")
-    } else if buckets.iter().any(|b| !b.is_finite()) {
-        Some("bucket bounds must be finite (`+Inf` is added automatically)")
-    } else if buckets.windows(2).any(|w| w[0] >= w[1]) {
-        Some("bucket bounds must be strictly increasing")
-    } else {
-        None
-    }
 }
 
 impl Catalog {

@@ -237,6 +237,19 @@ pub fn levenshtein(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
+/// Why histogram bucket bounds are unusable, if they are.
+pub fn bucket_problem(buckets: &[f64]) -> Option<&'static str> {
+    if buckets.is_empty() {
+        Some("empty buckets: a histogram without buckets renders as a summary and breaks histogram_quantile")
+    } else if buckets.iter().any(|b| !b.is_finite()) {
+        Some("bucket bounds must be finite (`+Inf` is added automatically)")
+    } else if buckets.windows(2).any(|w| w[0] >= w[1]) {
+        Some("bucket bounds must be strictly increasing")
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

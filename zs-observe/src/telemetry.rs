@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::catalog::{Catalog, MetricKind};
+use crate::catalog::{rules, Catalog, MetricKind};
 use crate::http;
 
 /// Prometheus' default buckets, in seconds: fit for request and call durations.
@@ -38,7 +38,7 @@ pub enum InitError {
         /// The rejected value.
         value: String,
         /// Why.
-        reason: &'static str,
+        reason: String,
     },
     /// Another `metrics` recorder is already installed in this process.
     #[error("a global metrics recorder is already installed")]
@@ -196,7 +196,7 @@ impl TelemetryBuilder {
             .namespace
             .or_else(|| self.catalog.as_ref().and_then(|c| c.namespace.clone()))
             .unwrap_or_else(|| service.replace(['-', '.', ' '], "_"));
-        check_metric_name("namespace", &namespace)?;
+        check_name("namespace", &namespace)?;
         let version = self.version.unwrap_or_else(|| "unknown".to_owned());
         let environment = env_over("ZS_ENVIRONMENT", self.environment)
             .unwrap_or_else(|| "development".to_owned());
@@ -237,7 +237,7 @@ impl TelemetryBuilder {
         }
         labels.extend(self.extra_labels);
         for (key, value) in labels {
-            check_label_name(&key)?;
+            check_name("label name", &key)?;
             builder = builder.add_global_label(key, value);
         }
         let recorder = builder.build_recorder();
@@ -346,16 +346,7 @@ fn invalid_buckets(metric: &str, err: impl std::fmt::Display) -> InitError {
 }
 
 fn check_buckets(metric: &str, buckets: &[f64]) -> Result<(), InitError> {
-    let reason = if buckets.is_empty() {
-        Some("no buckets: a histogram without buckets would render as a summary")
-    } else if buckets.iter().any(|b| !b.is_finite()) {
-        Some("bucket bounds must be finite (`+Inf` is added automatically)")
-    } else if buckets.windows(2).any(|w| w[0] >= w[1]) {
-        Some("bucket bounds must be strictly increasing")
-    } else {
-        None
-    };
-    match reason {
+    match rules::bucket_problem(buckets) {
         Some(reason) => Err(InitError::InvalidBuckets {
             metric: metric.to_owned(),
             reason: reason.to_owned(),
@@ -364,38 +355,15 @@ fn check_buckets(metric: &str, buckets: &[f64]) -> Result<(), InitError> {
     }
 }
 
-fn check_metric_name(what: &'static str, name: &str) -> Result<(), InitError> {
-    let mut chars = name.chars();
-    let ok = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
-    if ok {
-        Ok(())
-    } else {
-        Err(InitError::InvalidName {
+/// Namespaces and constant label names follow the label-name rules (no `:`, no `__`).
+fn check_name(what: &'static str, name: &str) -> Result<(), InitError> {
+    match rules::label_name_problem(name) {
+        Some(reason) => Err(InitError::InvalidName {
             what,
             value: name.to_owned(),
-            reason: "must match [a-zA-Z_:][a-zA-Z0-9_:]*",
-        })
-    }
-}
-
-fn check_label_name(name: &str) -> Result<(), InitError> {
-    let mut chars = name.chars();
-    let ok = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !name.starts_with("__");
-    if ok {
-        Ok(())
-    } else {
-        Err(InitError::InvalidName {
-            what: "label name",
-            value: name.to_owned(),
-            reason: "must match [a-zA-Z_][a-zA-Z0-9_]* and not start with `__`",
-        })
+            reason,
+        }),
+        None => Ok(()),
     }
 }
 
@@ -536,11 +504,11 @@ mod tests {
 
     #[test]
     fn names_are_checked() {
-        assert!(check_metric_name("namespace", "zerostate").is_ok());
-        assert!(check_metric_name("namespace", "zero-state").is_err());
-        assert!(check_metric_name("namespace", "").is_err());
-        assert!(check_label_name("service").is_ok());
-        assert!(check_label_name("__name__").is_err());
-        assert!(check_label_name("1abc").is_err());
+        assert!(check_name("namespace", "zerostate").is_ok());
+        assert!(check_name("namespace", "zero-state").is_err());
+        assert!(check_name("namespace", "").is_err());
+        assert!(check_name("label name", "service").is_ok());
+        assert!(check_name("label name", "__name__").is_err());
+        assert!(check_name("label name", "1abc").is_err());
     }
 }
