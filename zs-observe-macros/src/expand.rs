@@ -301,7 +301,6 @@ fn callsite_static(
         #registration
         static #site: #p::CallSite = #p::CallSite::new(
             ::core::module_path!(),
-            ::core::concat!(::core::module_path!(), "::", #fn_name),
             #counter,
             #histogram,
             #in_flight,

@@ -119,7 +119,6 @@ struct Handles {
 #[doc(hidden)]
 pub struct CallSite {
     module: &'static str,
-    function: &'static str,
     counter: Option<&'static str>,
     histogram: Option<&'static str>,
     in_flight: Option<&'static str>,
@@ -135,7 +134,6 @@ impl CallSite {
     #[doc(hidden)]
     pub const fn new(
         module: &'static str,
-        function: &'static str,
         counter: Option<&'static str>,
         histogram: Option<&'static str>,
         in_flight: Option<&'static str>,
@@ -146,7 +144,6 @@ impl CallSite {
     ) -> Self {
         CallSite {
             module,
-            function,
             counter,
             histogram,
             in_flight,
@@ -156,11 +153,6 @@ impl CallSite {
             on_complete,
             handles: OnceLock::new(),
         }
-    }
-
-    /// The fully qualified name of the annotated function.
-    pub fn function(&self) -> &'static str {
-        self.function
     }
 
     #[inline]
@@ -285,11 +277,6 @@ impl Guard {
     #[inline]
     pub fn enter(&self) -> tracing::span::Entered<'_> {
         self.span.enter()
-    }
-
-    /// The call's span.
-    pub fn span(&self) -> &Span {
-        &self.span
     }
 
     /// Ends the call with a known outcome (the drop records it).
