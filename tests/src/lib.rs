@@ -2,6 +2,9 @@
 //! capturing `tracing` subscriber, so behaviour is asserted on what was
 //! recorded rather than on log text.
 
+pub mod logs;
+pub mod otlp;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock};

@@ -348,6 +348,11 @@ fn span_expr(args: &Args, func: &Func, target: &TokenStream, level: Level) -> To
             Some((None, expr)) => quote!(#name = #expr),
         });
     }
+    if args.err.is_some() {
+        // Filled in on `Err`: the OTel layer turns them into the span's error status.
+        fields.push(quote!(otel.status_code = #p::tracing::field::Empty));
+        fields.push(quote!(otel.status_description = #p::tracing::field::Empty));
+    }
     quote!(#p::tracing::span!(target: #target, #lvl, #name #(, #fields)*))
 }
 
@@ -390,12 +395,22 @@ fn result_events(
     }) = &args.err
     {
         let lvl = level_tokens(err_level.unwrap_or(Level::Error));
-        let field = match kind {
-            Some(FieldKind::Debug) => quote!(error = ?#err_var),
-            _ => quote!(error = %#err_var),
+        let (field, describe) = match kind {
+            Some(FieldKind::Debug) => (
+                quote!(error = ?#err_var),
+                quote!(#p::tracing::field::debug(#err_var)),
+            ),
+            _ => (
+                quote!(error = %#err_var),
+                quote!(#p::tracing::field::display(#err_var)),
+            ),
         };
         out.extend(quote! {
             if let ::core::result::Result::Err(#err_var) = &#ret {
+                #guard.span().record("otel.status_code", "ERROR");
+                #guard
+                    .span()
+                    .record("otel.status_description", #describe);
                 let #entered = #guard.enter();
                 #p::tracing::event!(target: #target, #lvl, #field);
             }

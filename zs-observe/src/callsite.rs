@@ -17,6 +17,11 @@ pub(crate) fn mark_recorder_installed() {
     RECORDER_READY.store(true, Ordering::Release);
 }
 
+/// Whether handles may be cached (see [`RECORDER_READY`]).
+pub(crate) fn recorder_ready() -> bool {
+    RECORDER_READY.load(Ordering::Acquire)
+}
+
 /// How an instrumented call ended; the value of the automatic outcome label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Outcome {
@@ -181,7 +186,12 @@ impl CallSite {
                 .iter()
                 .map(|(k, v)| Label::from_static_parts(k, v)),
         );
-        labels.extend(dynamic.iter().cloned());
+        // Per-call values pass the cardinality guard: over the bound they collapse.
+        labels.extend(
+            dynamic
+                .iter()
+                .map(|l| crate::cardinality::bound_label(name, l)),
+        );
         if let (Some(label), Some(outcome)) = (self.outcome_label, outcome) {
             labels.push(Label::from_static_parts(label, outcome.as_str()));
         }
@@ -277,6 +287,12 @@ impl Guard {
     #[inline]
     pub fn enter(&self) -> tracing::span::Entered<'_> {
         self.span.enter()
+    }
+
+    /// The call's span (to record the error status on `Err`).
+    #[inline]
+    pub fn span(&self) -> &Span {
+        &self.span
     }
 
     /// Ends the call with a known outcome (the drop records it).

@@ -6,18 +6,31 @@
 //! - [`Telemetry`]: the runtime builder and handle: Prometheus recorder, upkeep,
 //!   constant labels, `<namespace>_build_info`, `/metrics` routes.
 //! - [`Outcome`]: the values of the automatic outcome label.
+//! - [`propagation`]: W3C `traceparent` in and out of HTTP, request ids
+//!   (see `docs/tracing.md`); logs are described in `docs/logging.md`.
 //! - [`set_global_recorder`]: install any other `metrics` recorder so that
 //!   call sites cache their handles for it.
 
 mod callsite;
+pub mod cardinality;
 pub mod coverage;
 mod http;
 mod logging;
+mod otel;
+pub mod propagation;
+mod red;
+mod redact;
+mod subscriber;
 mod telemetry;
 
 pub use callsite::{Completion, Outcome};
+pub use cardinality::bounded_label;
 pub use http::{metrics_router, CONTENT_TYPE};
-pub use telemetry::{InitError, Telemetry, TelemetryBuilder, DEFAULT_BUCKETS};
+pub use logging::{LogFormat, LogRateLimit, LogSink};
+pub use otel::{OtlpProtocol, TraceSampler};
+pub use red::{HttpMetrics, HttpMetricsFuture, HttpMetricsLayer};
+pub use redact::{DEFAULT_SENSITIVE, REDACTED};
+pub use telemetry::{InitError, Telemetry, TelemetryBuilder, TraceStats, DEFAULT_BUCKETS};
 
 /// The attribute: see `docs/attribute.md` (inlined below from `zs-observe-macros`).
 #[doc(inline)]

@@ -1,24 +1,457 @@
-//! Log subscribers. The console format for development; JSON and OTLP come with
-//! the tracing issue.
+//! Log output: JSON lines for production, a human console format for
+//! development; both redact sensitive fields. Events of high-volume targets can be
+//! rate-limited, and the level can be changed at run time.
 
-use std::io::IsTerminal;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::EnvFilter;
+use opentelemetry::trace::TraceContextExt;
+use serde_json::{Map, Value};
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Level, Metadata, Subscriber};
+use tracing_subscriber::layer::{Context, Filter, Layer};
+use tracing_subscriber::registry::LookupSpan;
 
-use crate::InitError;
+use crate::redact::{Redactor, REDACTED};
 
-/// Installs a console subscriber filtered by `RUST_LOG` (default `info`).
-pub(crate) fn install_console() -> Result<(), InitError> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::registry()
-        .with(filter)
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::stderr().is_terminal()),
-        )
-        .try_init()
-        .map_err(|_| InitError::SubscriberAlreadyInstalled)
+/// The log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LogFormat {
+    /// One JSON object per line on stdout (production; what Loki ingests).
+    Json,
+    /// Human-readable lines on stderr (development).
+    Console,
+}
+
+impl LogFormat {
+    /// Parses `ZS_LOG_FORMAT`: `json` or `console` (also `pretty`, `text`).
+    pub fn parse(value: &str) -> Option<LogFormat> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "json" => Some(LogFormat::Json),
+            "console" | "pretty" | "text" => Some(LogFormat::Console),
+            _ => None,
+        }
+    }
+}
+
+/// Where log lines go. Defaults: stdout for JSON, stderr for the console format.
+#[derive(Clone)]
+pub struct LogSink(Arc<dyn Fn() -> Box<dyn Write + Send> + Send + Sync>);
+
+impl LogSink {
+    /// Standard output.
+    pub fn stdout() -> LogSink {
+        LogSink(Arc::new(|| Box::new(io::stdout())))
+    }
+
+    /// Standard error.
+    pub fn stderr() -> LogSink {
+        LogSink(Arc::new(|| Box::new(io::stderr())))
+    }
+
+    /// Any writer: `make` is called once per log line and the line is written to
+    /// the returned writer in one `write_all`.
+    pub fn from_fn<W, F>(make: F) -> LogSink
+    where
+        W: Write + Send + 'static,
+        F: Fn() -> W + Send + Sync + 'static,
+    {
+        LogSink(Arc::new(move || Box::new(make())))
+    }
+}
+
+impl fmt::Debug for LogSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LogSink")
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogSink {
+    type Writer = Box<dyn Write + Send>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        (self.0)()
+    }
+}
+
+/// Keys every JSON line has; span and event fields with these names are written
+/// as `field.<name>` instead, so they never overwrite them.
+const RESERVED: &[&str] = &[
+    "timestamp",
+    "level",
+    "service",
+    "target",
+    "message",
+    "trace_id",
+    "span_id",
+    "trace_sampled",
+    "span",
+];
+
+/// The JSON lines layer.
+pub(crate) struct JsonLayer {
+    sink: LogSink,
+    service: Arc<str>,
+    redactor: Redactor,
+}
+
+impl JsonLayer {
+    pub(crate) fn new(sink: LogSink, service: &str, redactor: Redactor) -> JsonLayer {
+        JsonLayer {
+            sink,
+            service: service.into(),
+            redactor,
+        }
+    }
+}
+
+/// The fields of one span, kept in its extensions.
+struct SpanFields(Map<String, Value>);
+
+struct JsonVisitor<'a> {
+    fields: &'a mut Map<String, Value>,
+    redactor: &'a Redactor,
+    message: Option<&'a mut Option<String>>,
+}
+
+impl JsonVisitor<'_> {
+    fn put(&mut self, field: &Field, value: Value) {
+        let name = field.name();
+        if name.starts_with("otel.") || name.starts_with("log.") {
+            return; // instructions to the OTel layer and tracing-log metadata
+        }
+        if name == "message" {
+            if let Some(message) = self.message.as_deref_mut() {
+                *message = Some(match value {
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                });
+                return;
+            }
+        }
+        let value = if self.redactor.is_sensitive(name) {
+            Value::String(REDACTED.to_owned())
+        } else {
+            value
+        };
+        let key = if RESERVED.contains(&name) {
+            format!("field.{name}")
+        } else {
+            name.to_owned()
+        };
+        self.fields.insert(key, value);
+    }
+}
+
+impl Visit for JsonVisitor<'_> {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        let v = serde_json::Number::from_f64(value)
+            .map(Value::Number)
+            .unwrap_or_else(|| Value::String(value.to_string()));
+        self.put(field, v);
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.put(field, Value::from(value));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.put(field, Value::from(value));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.put(field, Value::Bool(value));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.put(field, Value::String(value.to_owned()));
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.put(field, Value::String(value.to_string()));
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.put(field, Value::String(format!("{value:?}")));
+    }
+}
+
+impl<S> Layer<S> for JsonLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let mut fields = Map::new();
+        attrs.record(&mut JsonVisitor {
+            fields: &mut fields,
+            redactor: &self.redactor,
+            message: None,
+        });
+        span.extensions_mut().insert(SpanFields(fields));
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let mut extensions = span.extensions_mut();
+        if let Some(SpanFields(fields)) = extensions.get_mut::<SpanFields>() {
+            values.record(&mut JsonVisitor {
+                fields,
+                redactor: &self.redactor,
+                message: None,
+            });
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let meta = event.metadata();
+        let mut line = Map::new();
+        line.insert("timestamp".into(), Value::String(rfc3339_now()));
+        line.insert(
+            "level".into(),
+            Value::String(meta.level().as_str().to_ascii_lowercase()),
+        );
+        line.insert("service".into(), Value::String(self.service.to_string()));
+        line.insert("target".into(), Value::String(meta.target().to_owned()));
+
+        let cx = opentelemetry::Context::current();
+        let span_ref = cx.span();
+        let sc = span_ref.span_context();
+        if sc.is_valid() {
+            line.insert("trace_id".into(), Value::String(sc.trace_id().to_string()));
+            line.insert("span_id".into(), Value::String(sc.span_id().to_string()));
+            line.insert("trace_sampled".into(), Value::Bool(sc.is_sampled()));
+        }
+
+        // Span fields, outermost first so inner spans win; then the event's own.
+        if let Some(scope) = ctx.event_scope(event) {
+            let mut innermost = None;
+            for span in scope.from_root() {
+                if let Some(SpanFields(fields)) = span.extensions().get::<SpanFields>() {
+                    for (k, v) in fields {
+                        line.insert(k.clone(), v.clone());
+                    }
+                }
+                innermost = Some(span.name());
+            }
+            if let Some(name) = innermost {
+                line.insert("span".into(), Value::String(name.to_owned()));
+            }
+        }
+        let mut message = None;
+        event.record(&mut JsonVisitor {
+            fields: &mut line,
+            redactor: &self.redactor,
+            message: Some(&mut message),
+        });
+        line.insert("message".into(), Value::String(message.unwrap_or_default()));
+
+        let mut buf = match serde_json::to_vec(&Value::Object(line)) {
+            Ok(buf) => buf,
+            Err(_) => return,
+        };
+        buf.push(b'\n');
+        let mut writer = (self.sink.0)();
+        let _ = writer.write_all(&buf);
+    }
+}
+
+/// `2026-11-23T10:30:15.123456Z` for the current time.
+pub(crate) fn rfc3339_now() -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    rfc3339(now.as_secs(), now.subsec_micros())
+}
+
+fn rfc3339(secs: u64, micros: u32) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil-from-days (H. Hinnant's algorithm), valid for the whole u64 epoch range we meet.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+        rem / 3_600,
+        (rem % 3_600) / 60,
+        rem % 60
+    )
+}
+
+/// A field formatter for the console format that redacts sensitive fields.
+pub(crate) fn console_fields(
+    redactor: Redactor,
+) -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + Send + Sync + 'static {
+    use tracing_subscriber::field::MakeExt;
+    tracing_subscriber::fmt::format::debug_fn(move |w, field, value| {
+        let name = field.name();
+        if name == "message" {
+            write!(w, "{value:?}")
+        } else if name.starts_with("otel.") {
+            Ok(())
+        } else if redactor.is_sensitive(name) {
+            write!(w, "{name}={REDACTED}")
+        } else {
+            write!(w, "{name}={value:?}")
+        }
+    })
+    .delimited(" ")
+}
+
+/// A rate limit for one target prefix and level: events at that level or more
+/// verbose from a target starting with the prefix are kept at most `per_second`
+/// times a second; the rest are counted in `<ns>_log_events_sampled_out_total{level}`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogRateLimit {
+    /// Target prefix (`zerostate::p2p` matches `zerostate::p2p::gossip`); empty matches all.
+    pub target: String,
+    /// The least verbose level the limit applies to.
+    pub level: Level,
+    /// Events kept per second.
+    pub per_second: u32,
+}
+
+struct RateWindow {
+    limit: LogRateLimit,
+    /// Upper 32 bits: the second the window belongs to; lower 32: events kept in it.
+    state: AtomicU64,
+}
+
+/// The per-layer filter that applies the rate limits.
+pub(crate) struct LogSampler {
+    windows: Vec<RateWindow>,
+    sampled_out: BTreeMap<Level, metrics::Counter>,
+    started: std::time::Instant,
+}
+
+impl LogSampler {
+    pub(crate) fn new(limits: &[LogRateLimit], namespace: &str) -> LogSampler {
+        let name = format!("{namespace}_log_events_sampled_out_total");
+        metrics::describe_counter!(
+            name.clone(),
+            "Log events not written because their target and level exceeded a configured rate."
+        );
+        let sampled_out = [
+            Level::ERROR,
+            Level::WARN,
+            Level::INFO,
+            Level::DEBUG,
+            Level::TRACE,
+        ]
+        .into_iter()
+        .map(|l| {
+            let value = l.as_str().to_ascii_lowercase();
+            (l, metrics::counter!(name.clone(), "level" => value))
+        })
+        .collect();
+        LogSampler {
+            windows: limits
+                .iter()
+                .map(|limit| RateWindow {
+                    limit: limit.clone(),
+                    state: AtomicU64::new(0),
+                })
+                .collect(),
+            sampled_out,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    fn admit(&self, meta: &Metadata<'_>) -> bool {
+        let Some(window) = self.windows.iter().find(|w| {
+            // Level ordering: TRACE > DEBUG > INFO > WARN > ERROR (more verbose is greater).
+            *meta.level() >= w.limit.level && meta.target().starts_with(w.limit.target.as_str())
+        }) else {
+            return true;
+        };
+        let second = self.started.elapsed().as_secs() as u32;
+        let mut current = window.state.load(Ordering::Relaxed);
+        loop {
+            let (sec, count) = ((current >> 32) as u32, current as u32);
+            let next = if sec == second {
+                if count >= window.limit.per_second {
+                    if let Some(c) = self.sampled_out.get(meta.level()) {
+                        c.increment(1);
+                    }
+                    return false;
+                }
+                (u64::from(sec) << 32) | u64::from(count + 1)
+            } else {
+                (u64::from(second) << 32) | 1
+            };
+            match window.state.compare_exchange_weak(
+                current,
+                next,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+}
+
+impl<S> Filter<S> for LogSampler {
+    fn enabled(&self, _meta: &Metadata<'_>, _cx: &Context<'_, S>) -> bool {
+        true
+    }
+
+    fn event_enabled(&self, event: &Event<'_>, _cx: &Context<'_, S>) -> bool {
+        self.admit(event.metadata())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(rfc3339(0, 0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(
+            rfc3339(1_762_511_415, 123_000),
+            "2025-11-07T10:30:15.123000Z"
+        );
+        assert_eq!(rfc3339(951_782_400, 5), "2000-02-29T00:00:00.000005Z");
+    }
+
+    #[test]
+    fn formats() {
+        assert_eq!(LogFormat::parse("JSON"), Some(LogFormat::Json));
+        assert_eq!(LogFormat::parse("console"), Some(LogFormat::Console));
+        assert_eq!(LogFormat::parse("xml"), None);
+    }
+
+    #[test]
+    fn rate_limit_admits_per_second_budget() {
+        let sampler = LogSampler::new(
+            &[LogRateLimit {
+                target: "noisy".into(),
+                level: Level::INFO,
+                per_second: 3,
+            }],
+            "unit",
+        );
+        static CS: tracing::callsite::DefaultCallsite =
+            tracing::callsite::DefaultCallsite::new(&META);
+        static META: Metadata<'static> = tracing::metadata!(
+            name: "e",
+            target: "noisy::inner",
+            level: Level::DEBUG,
+            fields: &[],
+            callsite: &CS,
+            kind: tracing::metadata::Kind::EVENT
+        );
+        let kept = (0..10).filter(|_| sampler.admit(&META)).count();
+        // The whole loop runs within one second (or straddles one boundary).
+        assert!((3..=6).contains(&kept), "kept {kept}");
+    }
 }

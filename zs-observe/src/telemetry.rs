@@ -10,6 +10,9 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::catalog::{rules, Catalog, MetricKind};
 use crate::http;
+use crate::logging::{LogFormat, LogRateLimit, LogSink};
+use crate::otel::{OtlpProtocol, TraceSampler, TraceSettings};
+use crate::subscriber::{LevelControl, SubscriberSettings};
 
 /// Prometheus' default buckets, in seconds: fit for request and call durations.
 pub const DEFAULT_BUCKETS: &[f64] = &[
@@ -46,6 +49,13 @@ pub enum InitError {
     /// Another `tracing` subscriber is already installed in this process.
     #[error("a global tracing subscriber is already installed")]
     SubscriberAlreadyInstalled,
+    /// The trace configuration (builder or `OTEL_*` environment) is invalid, or
+    /// the OTLP exporter could not be built.
+    #[error("tracing: {0}")]
+    Tracing(String),
+    /// The log configuration (`RUST_LOG`, `ZS_LOG_FORMAT`, level directives) is invalid.
+    #[error("logging: {0}")]
+    Logging(String),
     /// The admin listener could not bind or start.
     #[error("admin listener on {addr}: {source}")]
     AdminListener {
@@ -71,8 +81,9 @@ pub struct TelemetryBuilder {
     buckets: Vec<(String, Vec<f64>)>,
     upkeep_interval: Duration,
     admin_listener: Option<SocketAddr>,
-    console_logs: bool,
     catalog: Option<Catalog>,
+    traces: TraceSettings,
+    logs: SubscriberSettings,
 }
 
 impl Default for TelemetryBuilder {
@@ -88,8 +99,12 @@ impl Default for TelemetryBuilder {
             buckets: Vec::new(),
             upkeep_interval: Duration::from_secs(5),
             admin_listener: None,
-            console_logs: false,
             catalog: None,
+            traces: TraceSettings {
+                enabled: true,
+                ..TraceSettings::default()
+            },
+            logs: SubscriberSettings::default(),
         }
     }
 }
@@ -164,10 +179,149 @@ impl TelemetryBuilder {
         self
     }
 
-    /// Installs a human-readable console log subscriber filtered by `RUST_LOG`
-    /// (default `info`), so the spans of `#[instrumented]` appear on stderr.
-    pub fn with_console_logs(mut self, enabled: bool) -> Self {
-        self.console_logs = enabled;
+    /// Shorthand for `.with_log_format(LogFormat::Console)` (`true`) or
+    /// `.with_log_format(LogFormat::Json)` (`false`).
+    pub fn with_console_logs(self, enabled: bool) -> Self {
+        self.with_log_format(if enabled {
+            LogFormat::Console
+        } else {
+            LogFormat::Json
+        })
+    }
+
+    /// Whether `install` sets the global `tracing` subscriber (default `true`): the
+    /// OTLP trace layer plus the log layer. Turn off when the application installs
+    /// its own subscriber; metrics work either way.
+    pub fn with_subscriber(mut self, enabled: bool) -> Self {
+        self.logs.install = enabled;
+        self
+    }
+
+    /// The log format (default JSON). `ZS_LOG_FORMAT` (`json`, `console`), when
+    /// set, takes precedence, so a deployment can switch without a rebuild.
+    pub fn with_log_format(mut self, format: LogFormat) -> Self {
+        self.logs.format = Some(format);
+        self
+    }
+
+    /// Where log lines go (default: stdout for JSON, stderr for the console format).
+    pub fn with_log_sink(mut self, sink: LogSink) -> Self {
+        self.logs.sink = Some(sink);
+        self
+    }
+
+    /// Level directives (`EnvFilter` syntax, e.g. `info,zerostate::p2p=debug`) used
+    /// when `RUST_LOG` is not set. Default `info`.
+    pub fn with_log_level(mut self, directives: impl Into<String>) -> Self {
+        self.logs.level = Some(directives.into());
+        self
+    }
+
+    /// Serves `GET /log-level` (the current directives) and `PUT /log-level`
+    /// (new directives in the body) on [`Telemetry::admin_router`] and the admin
+    /// listener. Off by default.
+    pub fn with_log_level_endpoint(mut self, enabled: bool) -> Self {
+        self.logs.level_endpoint = enabled;
+        self
+    }
+
+    /// Keeps at most `per_second` events a second from targets starting with
+    /// `target` at `level` or more verbose; the rest are dropped and counted in
+    /// `<namespace>_log_events_sampled_out_total{level}`. The first matching limit applies.
+    pub fn with_log_rate_limit(
+        mut self,
+        target: impl Into<String>,
+        level: tracing::Level,
+        per_second: u32,
+    ) -> Self {
+        self.logs.rate_limits.push(LogRateLimit {
+            target: target.into(),
+            level,
+            per_second,
+        });
+        self
+    }
+
+    /// One more sensitive field name, redacted in logs and span attributes like the
+    /// built-in ones (`password`, `secret`, `token`, `api_key`, `authorization`, ...):
+    /// any field whose name contains it, ignoring case.
+    pub fn with_redacted_field(mut self, name: impl Into<String>) -> Self {
+        let name = name.into();
+        self.logs.redact.push(name.clone());
+        self.traces.redact.push(name);
+        self
+    }
+
+    /// Whether spans are recorded for OpenTelemetry at all (default `true`). With
+    /// tracing on and no endpoint configured, spans get trace ids (logs carry them,
+    /// `traceparent` propagates) but nothing is exported.
+    pub fn with_tracing(mut self, enabled: bool) -> Self {
+        self.traces.enabled = enabled;
+        self
+    }
+
+    /// The OTLP endpoint, like `OTEL_EXPORTER_OTLP_ENDPOINT` (which it overrides):
+    /// `http://collector:4317` for gRPC, `http://collector:4318` for HTTP (the
+    /// `/v1/traces` path is appended).
+    pub fn with_otlp_endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.traces.endpoint = Some(endpoint.into());
+        self
+    }
+
+    /// The OTLP protocol, overriding `OTEL_EXPORTER_OTLP_PROTOCOL`. Default
+    /// `http/protobuf`, as the specification says.
+    pub fn with_otlp_protocol(mut self, protocol: OtlpProtocol) -> Self {
+        self.traces.protocol = Some(protocol);
+        self
+    }
+
+    /// The sampler, overriding `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG`.
+    /// Default: parent-based, ratio 0.1.
+    pub fn with_sampler(mut self, sampler: TraceSampler) -> Self {
+        self.traces.sampler = Some(sampler);
+        self
+    }
+
+    /// The bounded span queue (default 2048, or `OTEL_BSP_MAX_QUEUE_SIZE`). When it
+    /// is full, ended spans are dropped and counted in
+    /// `<namespace>_trace_spans_dropped_total{reason="queue_full"}`.
+    pub fn with_trace_queue_size(mut self, spans: usize) -> Self {
+        self.traces.queue_size = Some(spans);
+        self
+    }
+
+    /// Export batches: at most `max_spans` spans, sent at least every `delay`
+    /// (defaults 512 and 5 s, or `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` / `OTEL_BSP_SCHEDULE_DELAY`).
+    pub fn with_trace_batch(mut self, max_spans: usize, delay: Duration) -> Self {
+        self.traces.batch_size = Some(max_spans);
+        self.traces.schedule_delay = Some(delay);
+        self
+    }
+
+    /// How long one export may take before its spans count as dropped
+    /// (`reason="export_failed"`). Default 10 s, or `OTEL_EXPORTER_OTLP_TIMEOUT`.
+    pub fn with_trace_export_timeout(mut self, timeout: Duration) -> Self {
+        self.traces.export_timeout = Some(timeout);
+        self
+    }
+
+    /// One more resource attribute on every exported span (after
+    /// `OTEL_RESOURCE_ATTRIBUTES`, which is read too).
+    pub fn with_resource_attribute(
+        mut self,
+        key: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Self {
+        self.traces
+            .resource_attributes
+            .push((key.into(), value.into()));
+        self
+    }
+
+    /// Which spans reach the OpenTelemetry layer (`EnvFilter` syntax, default
+    /// `info`), independent of the log level: `RUST_LOG=warn` keeps the traces.
+    pub fn with_trace_filter(mut self, directives: impl Into<String>) -> Self {
+        self.logs.trace_filter = Some(directives.into());
         self
     }
 
@@ -253,9 +407,49 @@ impl TelemetryBuilder {
             None => None,
         };
 
+        // Trace and log configuration errors are found before anything is installed.
+        let resolved = if self.traces.enabled {
+            Some(
+                self.traces
+                    .resolve(&crate::otel::env_var)
+                    .map_err(InitError::Tracing)?,
+            )
+        } else {
+            None
+        };
+        let log_plan = self.logs.plan().map_err(InitError::Logging)?;
+
         crate::set_global_recorder(recorder).map_err(|_| InitError::RecorderAlreadyInstalled)?;
-        if self.console_logs {
-            crate::logging::install_console()?;
+
+        let traces = match resolved {
+            Some(resolved) => Some(
+                crate::otel::TracePipeline::build(
+                    &self.traces,
+                    resolved,
+                    &crate::otel::ServiceIdentity {
+                        service: &service,
+                        version: &version,
+                        environment: &environment,
+                    },
+                    &namespace,
+                )
+                .map_err(InitError::Tracing)?,
+            ),
+            None => None,
+        };
+        let level = if self.logs.install {
+            Some(crate::subscriber::install(
+                log_plan,
+                &self.logs,
+                traces.as_ref(),
+                &service,
+                &namespace,
+            )?)
+        } else {
+            None
+        };
+        if let Some(traces) = &traces {
+            opentelemetry::global::set_tracer_provider(traces.provider.clone());
         }
 
         let build_info = format!("{namespace}_build_info");
@@ -284,7 +478,7 @@ impl TelemetryBuilder {
 
         let admin = match admin_listener {
             Some(listener) => {
-                let router = http::metrics_router(handle.clone());
+                let router = admin_router(&handle, level.as_ref(), self.logs.level_endpoint);
                 Some(
                     http::AdminServer::start(listener, router).map_err(|source| {
                         InitError::AdminListener {
@@ -309,6 +503,9 @@ impl TelemetryBuilder {
             upkeep_stop: Some(stop_tx),
             upkeep,
             admin,
+            traces,
+            level,
+            level_endpoint: self.logs.level_endpoint,
         })
     }
 }
@@ -320,6 +517,18 @@ fn env_over(var: &str, configured: Option<String>) -> Option<String> {
 
 fn prefer(from_env: Option<String>, configured: Option<String>) -> Option<String> {
     from_env.filter(|s| !s.trim().is_empty()).or(configured)
+}
+
+fn admin_router(
+    handle: &PrometheusHandle,
+    level: Option<&LevelControl>,
+    level_endpoint: bool,
+) -> axum::Router {
+    let router = http::metrics_router(handle.clone());
+    match (level, level_endpoint) {
+        (Some(level), true) => router.merge(crate::subscriber::level_router(level.clone())),
+        _ => router,
+    }
 }
 
 /// Describes every catalog metric to the installed recorder: `# HELP` and unit.
@@ -380,6 +589,21 @@ pub struct Telemetry {
     upkeep_stop: Option<mpsc::Sender<()>>,
     upkeep: Option<JoinHandle<()>>,
     admin: Option<http::AdminServer>,
+    traces: Option<crate::otel::TracePipeline>,
+    level: Option<LevelControl>,
+    level_endpoint: bool,
+}
+
+/// What the trace export pipeline has done so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TraceStats {
+    /// Spans the collector accepted.
+    pub exported: u64,
+    /// Spans dropped because the queue was full (collector slow or down).
+    pub dropped_queue_full: u64,
+    /// Spans in batches the collector refused, failed or did not answer in time.
+    pub dropped_export_failed: u64,
 }
 
 impl Telemetry {
@@ -414,6 +638,68 @@ impl Telemetry {
         self.catalog.as_ref()
     }
 
+    /// An axum router with `GET /metrics` and, when enabled with
+    /// [`TelemetryBuilder::with_log_level_endpoint`], `GET`/`PUT /log-level`. The
+    /// admin listener serves exactly this.
+    pub fn admin_router(&self) -> axum::Router {
+        admin_router(&self.handle, self.level.as_ref(), self.level_endpoint)
+    }
+
+    /// Changes the log level directives at run time (`EnvFilter` syntax).
+    pub fn set_log_level(&self, directives: &str) -> Result<(), InitError> {
+        match &self.level {
+            Some(level) => level.set(directives).map_err(InitError::Logging),
+            None => Err(InitError::Logging(
+                "no subscriber was installed by zs-observe".to_owned(),
+            )),
+        }
+    }
+
+    /// The current log level directives, when zs-observe installed the subscriber.
+    pub fn log_level(&self) -> Option<String> {
+        self.level.as_ref().map(LevelControl::current)
+    }
+
+    /// Counts of exported and dropped spans (all zero when nothing is exported).
+    pub fn trace_stats(&self) -> TraceStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        match &self.traces {
+            Some(t) => TraceStats {
+                exported: t.stats.exported.load(Relaxed),
+                dropped_queue_full: t.stats.dropped_queue_full.load(Relaxed),
+                dropped_export_failed: t.stats.dropped_export_failed.load(Relaxed),
+            },
+            None => TraceStats::default(),
+        }
+    }
+
+    /// Whether spans are exported (an OTLP endpoint was configured).
+    pub fn exports_traces(&self) -> bool {
+        self.traces
+            .as_ref()
+            .is_some_and(|t| t.resolved.export.is_some())
+    }
+
+    /// Exports every ended span now; waits at most the export timeout plus a second.
+    pub fn flush(&self) -> Result<(), String> {
+        match &self.traces {
+            Some(t) => t.provider.force_flush().map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
+    }
+
+    /// Flushes and stops the trace pipeline, waiting at most `timeout`. Dropping
+    /// the `Telemetry` does the same with a 5 s bound.
+    pub fn shutdown(&mut self, timeout: Duration) -> Result<(), String> {
+        match self.traces.take() {
+            Some(t) => t
+                .provider
+                .shutdown_with_timeout(timeout)
+                .map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
+    }
+
     /// The resolved service name.
     pub fn service_name(&self) -> &str {
         &self.service
@@ -437,6 +723,7 @@ impl Telemetry {
 
 impl Drop for Telemetry {
     fn drop(&mut self) {
+        let _ = self.shutdown(Duration::from_secs(5));
         drop(self.upkeep_stop.take());
         if let Some(thread) = self.upkeep.take() {
             let _ = thread.join();

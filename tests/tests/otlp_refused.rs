@@ -1,0 +1,10 @@
+//! The collector refuses connections: calls are not slowed, drops are counted.
+
+#[test]
+fn refused_collector_neither_blocks_calls_nor_loses_count_of_spans() {
+    let addr = zs_observe_tests::otlp::refused_addr();
+    zs_observe_tests::otlp::fault_scenario(
+        format!("http://{addr}"),
+        zs_observe::OtlpProtocol::Grpc,
+    );
+}
