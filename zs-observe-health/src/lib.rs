@@ -1,15 +1,15 @@
-//! Health checks for zs-observe services.
-//!
-//! The check registry and the `/health/*` endpoints land with their own issue;
-//! this crate is the placeholder the workspace layout asks for.
+#![doc = include_str!("../../docs/health.md")]
 
-/// The status of a health check, in the `application/health+json` vocabulary.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Status {
-    /// Healthy.
-    Pass,
-    /// Healthy, with a concern.
-    Warn,
-    /// Unhealthy.
-    Fail,
-}
+mod builtin;
+mod check;
+mod http;
+mod metrics;
+mod registry;
+mod report;
+
+pub use builtin::{dir_writable, http_get, tcp_connect, DirWritable, HttpGet, TcpConnect};
+pub use check::{check_fn, Check, CheckResult, CheckSpec, FnCheck, Kind, Status, DEFAULT_TIMEOUT};
+pub use http::{drain_on, shutdown_signal};
+pub use metrics::MetricNames;
+pub use registry::{BuildError, HealthRegistry, HealthRegistryBuilder};
+pub use report::{rfc3339, CheckEntry, CheckMeta, CheckOutcome, HealthReport, Probe, CONTENT_TYPE};
