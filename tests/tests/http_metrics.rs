@@ -197,4 +197,9 @@ async fn admin_listener_serves_the_same_exposition() {
     assert!(body.contains("httptest_build_info"));
     let missing = reqwest::get(format!("http://{admin}/nope")).await.unwrap();
     assert_eq!(missing.status(), 404);
+    // The log-level endpoint is off unless enabled.
+    let level = reqwest::get(format!("http://{admin}/log-level"))
+        .await
+        .unwrap();
+    assert_eq!(level.status(), 404);
 }

@@ -117,11 +117,11 @@ fn collect_idents(pat: &Pat, out: &mut Vec<Param>) {
 }
 
 /// Whether a type is recorded as a `tracing::Value` rather than with `Debug`
-/// (the same rule as `tracing::instrument`).
+/// (`tracing::instrument`'s rule, plus `String`, which it records with `Debug`).
 pub(crate) fn is_value_type(ty: &Type) -> bool {
     const VALUE_TYPES: &[&str] = &[
         "bool", "str", "u8", "i8", "u16", "i16", "u32", "i32", "u64", "i64", "u128", "i128", "f32",
-        "f64", "usize", "isize",
+        "f64", "usize", "isize", "String",
     ];
     match ty {
         Type::Path(p) if p.qself.is_none() => p
