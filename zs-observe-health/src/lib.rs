@@ -6,6 +6,7 @@ mod http;
 mod metrics;
 mod registry;
 mod report;
+mod run;
 
 pub use builtin::{dir_writable, http_get, tcp_connect, DirWritable, HttpGet, TcpConnect};
 pub use check::{check_fn, Check, CheckResult, CheckSpec, FnCheck, Kind, Status, DEFAULT_TIMEOUT};
