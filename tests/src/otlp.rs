@@ -249,32 +249,30 @@ pub fn refused_addr() -> SocketAddr {
     listener.local_addr().unwrap()
 }
 
+/// The instrumented functions the scenarios call: `execute` (span `wasm.execute`)
+/// calls `send_payment` (span `payment.send`, with `err` and a secret field).
+#[derive(Clone, Copy, Debug)]
+pub struct Calls {
+    /// `execute(fuel) == fuel * 2`.
+    pub execute: fn(u64) -> u64,
+    /// `Err` when the amount is 0.
+    pub send_payment: fn(&str, u64) -> Result<u64, String>,
+}
+
 /// The secret planted in fields named like secrets; it must never reach a collector or a log.
 pub const PLANTED_SECRET: &str = "hunter2-planted-secret";
-
-#[zs_observe::instrumented(
-    span = "payment.send",
-    counter = "otlp_test_payments_total",
-    fields(channel = %channel, api_key = PLANTED_SECRET),
-    err
-)]
-fn send_payment(channel: &str, amount: u64) -> Result<u64, String> {
-    if amount == 0 {
-        return Err(format!("amount must be positive on channel {channel}"));
-    }
-    Ok(amount)
-}
-
-#[zs_observe::instrumented(span = "wasm.execute", histogram = "otlp_test_wasm_duration_seconds")]
-fn execute(fuel: u64) -> u64 {
-    let _ = send_payment("ch-inner", fuel);
-    fuel * 2
-}
 
 /// Installs the runtime exporting to a receiver over `protocol` with every span
 /// sampled, makes instrumented calls, and checks what the receiver got: names,
 /// attributes, parent links, error status and message, resource, redaction.
-pub fn export_scenario(protocol: zs_observe::OtlpProtocol) {
+///
+/// The instrumented functions live in the test binaries (`tests/tests/common/`): a
+/// catalog-checked UI build compiles this library too.
+pub fn export_scenario(protocol: zs_observe::OtlpProtocol, calls: &Calls) {
+    let Calls {
+        execute,
+        send_payment,
+    } = *calls;
     let receiver = match protocol {
         zs_observe::OtlpProtocol::Grpc => Receiver::grpc(),
         _ => Receiver::http(),
@@ -388,7 +386,8 @@ pub fn export_scenario(protocol: zs_observe::OtlpProtocol) {
 /// A collector fault: the runtime exports to `endpoint` (which refuses or never
 /// answers) with a small queue. Instrumented calls must keep returning at full
 /// speed and the dropped-span counter must rise.
-pub fn fault_scenario(endpoint: String, protocol: zs_observe::OtlpProtocol) {
+pub fn fault_scenario(endpoint: String, protocol: zs_observe::OtlpProtocol, calls: &Calls) {
+    let execute = calls.execute;
     let telemetry = zs_observe::Telemetry::builder()
         .with_service_name("fault-test")
         .with_otlp_endpoint(endpoint)

@@ -107,7 +107,16 @@ pub fn report(catalog: &Catalog, exposition: &str) -> CoverageReport {
     for family in exposition_families(exposition) {
         seen.push((family, "in the exposition".to_owned()));
     }
-    let recorded: BTreeSet<&str> = seen.iter().map(|(m, _)| m.as_str()).collect();
+    let mut recorded: BTreeSet<&str> = seen.iter().map(|(m, _)| m.as_str()).collect();
+    // The runtime records this one only when a label overflows, so it has no series
+    // until then; its code exists in every binary.
+    let overflow = catalog
+        .namespace
+        .as_ref()
+        .map(|ns| format!("{ns}_cardinality_overflow_total"));
+    if let Some(overflow) = &overflow {
+        recorded.insert(overflow.as_str());
+    }
     let unrecorded = catalog
         .metrics
         .iter()

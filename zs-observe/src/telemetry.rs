@@ -84,6 +84,7 @@ pub struct TelemetryBuilder {
     catalog: Option<Catalog>,
     traces: TraceSettings,
     logs: SubscriberSettings,
+    default_label_bound: usize,
 }
 
 impl Default for TelemetryBuilder {
@@ -105,6 +106,7 @@ impl Default for TelemetryBuilder {
                 ..TraceSettings::default()
             },
             logs: SubscriberSettings::default(),
+            default_label_bound: crate::cardinality::DEFAULT_BOUND,
         }
     }
 }
@@ -176,6 +178,14 @@ impl TelemetryBuilder {
     /// see [`Telemetry::admin_addr`].
     pub fn with_admin_listener(mut self, addr: SocketAddr) -> Self {
         self.admin_listener = Some(addr);
+        self
+    }
+
+    /// The most distinct values a per-call label keeps when the catalog gives it no
+    /// bound (default 1000); past it, values are recorded as `_overflow` and counted
+    /// in `<namespace>_cardinality_overflow_total` (see docs/catalog.md, "Cardinality guard").
+    pub fn with_default_label_bound(mut self, bound: usize) -> Self {
+        self.default_label_bound = bound.max(1);
         self
     }
 
@@ -420,6 +430,7 @@ impl TelemetryBuilder {
         let log_plan = self.logs.plan().map_err(InitError::Logging)?;
 
         crate::set_global_recorder(recorder).map_err(|_| InitError::RecorderAlreadyInstalled)?;
+        crate::cardinality::configure(&namespace, self.catalog.as_ref(), self.default_label_bound);
 
         let traces = match resolved {
             Some(resolved) => Some(
