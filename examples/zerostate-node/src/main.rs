@@ -4,7 +4,7 @@
 //! its built-in workload; `/metrics` serves the Prometheus exposition. Everything
 //! runs on embedded defaults: no collector or Prometheus is needed.
 //!
-//! This is the trunk's minimal node (a task executor); the full node (P2P,
+//! A task executor with health checks, HTTP metrics and request tracing; the full node (P2P,
 //! guilds, WASM, payments, reputation) grows here in its own issue.
 
 use std::net::SocketAddr;
@@ -15,7 +15,9 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
+use zs_observe::propagation::RequestTraceLayer;
 use zs_observe::{instrumented, Telemetry};
+use zs_observe_health::{check_fn, CheckResult, CheckSpec, HealthRegistry};
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
@@ -116,6 +118,14 @@ impl Node {
         self.failed.fetch_add(1, Ordering::Relaxed);
         Err(TaskError::OutOfFuel { used: task.fuel })
     }
+
+    /// Runs the health-check task: id 1 reaches its target after a known amount of fuel.
+    fn probe(&self) -> Result<u64, TaskError> {
+        self.execute(Task {
+            id: 1,
+            fuel: 1_000_000,
+        })
+    }
 }
 
 async fn workload(node: Arc<Node>) {
@@ -137,7 +147,10 @@ async fn index(State(node): State<Arc<Node>>) -> Json<serde_json::Value> {
             "completed": node.completed.load(Ordering::Relaxed),
             "failed": node.failed.load(Ordering::Relaxed),
         },
-        "endpoints": ["/metrics", "/healthz"],
+        "endpoints": [
+            "/metrics", "/healthz", "/readyz", "/health/live", "/health/ready",
+            "/health/startup", "/health/detail"
+        ],
     }))
 }
 
@@ -168,8 +181,30 @@ async fn main() {
             std::process::exit(1);
         }
     };
+    let node = Arc::new(Node::default());
+    let health = match health_registry(node.clone()) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("cannot build the health checks: {e}");
+            std::process::exit(1);
+        }
+    };
+    let app = Router::new()
+        .route("/", get(index))
+        .with_state(node.clone())
+        .merge(health.router())
+        .merge(telemetry.metrics_router())
+        .layer(telemetry.http_metrics_layer())
+        .layer(RequestTraceLayer::new());
+
     if config.check_catalog {
-        // Call sites register at link time; the exposition adds the runtime's own series.
+        // Call sites register at link time; the exposition adds what the runtime, the
+        // HTTP layer and the health checks record once one request has been served.
+        let probe = self_probe(app.clone()).await;
+        if let Err(e) = probe {
+            eprintln!("self probe failed: {e}");
+            std::process::exit(1);
+        }
         let report = zs_observe::coverage::report(
             telemetry.catalog().expect("installed with a catalog"),
             &telemetry.render(),
@@ -177,13 +212,6 @@ async fn main() {
         println!("{report}");
         std::process::exit(i32::from(!report.is_empty()));
     }
-
-    let node = Arc::new(Node::default());
-    let app = Router::new()
-        .route("/", get(index))
-        .route("/healthz", get(|| async { "ok" }))
-        .with_state(node.clone())
-        .merge(telemetry.metrics_router());
 
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(l) => l,
@@ -200,8 +228,9 @@ async fn main() {
     if config.workload {
         tokio::spawn(workload(node));
     }
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
+    // SIGTERM or Ctrl-C: readiness turns to fail, then the server stops after a grace period.
+    let shutdown = async move {
+        zs_observe_health::shutdown_signal(health, Duration::from_secs(2)).await;
         tracing::info!("shutting down");
     };
     if let Err(e) = axum::serve(listener, app)
@@ -211,6 +240,78 @@ async fn main() {
         eprintln!("server error: {e}");
         std::process::exit(1);
     }
+}
+
+/// The node's health checks: the workload is alive (liveness), the task executor
+/// runs a known task correctly (startup and readiness).
+fn health_registry(node: Arc<Node>) -> Result<HealthRegistry, zs_observe_health::BuildError> {
+    let executor = node.clone();
+    HealthRegistry::builder()
+        .with_namespace("zerostate")
+        .with_service_id("zerostate-node")
+        .with_version(env!("CARGO_PKG_VERSION"))
+        .with_refresh_interval(Duration::from_secs(2))
+        .with_liveness_check("process:alive", check_fn(|| async { CheckResult::pass() }))
+        .with_check(
+            CheckSpec::readiness(
+                "wasm:runtime",
+                check_fn(move || {
+                    let node = executor.clone();
+                    async move {
+                        // A fixed task with a known answer: the executor works.
+                        match node.probe() {
+                            Ok(used) => CheckResult::pass().with_observed(used, "fuel"),
+                            Err(e) => CheckResult::fail(e.to_string()),
+                        }
+                    }
+                }),
+            )
+            .with_component_type("component"),
+        )
+        .with_startup_check(
+            "wasm:warmup",
+            check_fn(move || {
+                let node = node.clone();
+                async move {
+                    match node.probe() {
+                        Ok(_) => CheckResult::pass(),
+                        Err(e) => CheckResult::fail(e.to_string()),
+                    }
+                }
+            }),
+        )
+        .build()
+}
+
+/// Serves `app` on a free loopback port and sends it one request to each health
+/// endpoint, so that every runtime metric has a series.
+async fn self_probe(app: Router) -> Result<(), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    for path in ["/health/startup", "/health/ready", "/health/live"] {
+        let mut stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut response = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response))
+            .await
+            .map_err(|_| format!("{path}: no answer in 5 s"))?
+            .map_err(|e| e.to_string())?;
+        if !response.starts_with(b"HTTP/1.1 200") {
+            return Err(format!("{path}: {}", String::from_utf8_lossy(&response)));
+        }
+    }
+    server.abort();
+    Ok(())
 }
 
 #[cfg(test)]
