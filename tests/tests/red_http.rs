@@ -194,7 +194,19 @@ async fn a_dropped_request_returns_the_gauge_and_counts_499() {
     // The client goes away: its connection closes, the server drops the handler.
     request.abort();
     let _ = request.await;
-    let samples = eventually("the gauge to return", |s| in_progress(s) == Some(0.0)).await;
+    // One render reads counters before gauges, so it can show the gauge lowered and
+    // the count not yet: wait for both.
+    let counted = |s: &[Sample]| {
+        sample_value(
+            s,
+            "reddrop_http_requests_total",
+            &[("method", "GET"), ("route", "/slow"), ("status", "499")],
+        ) == Some(1.0)
+    };
+    let samples = eventually("the gauge to return and the 499 to count", |s| {
+        in_progress(s) == Some(0.0) && counted(s)
+    })
+    .await;
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "returned on disconnect, not when the handler finished"

@@ -258,31 +258,7 @@ where
 
 /// `2026-11-23T10:30:15.123456Z` for the current time.
 pub(crate) fn rfc3339_now() -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    rfc3339(now.as_secs(), now.subsec_micros())
-}
-
-fn rfc3339(secs: u64, micros: u32) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil-from-days (H. Hinnant's algorithm), valid for the whole u64 epoch range we meet.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{micros:06}Z",
-        rem / 3_600,
-        (rem % 3_600) / 60,
-        rem % 60
-    )
+    humantime::format_rfc3339_micros(SystemTime::now().max(UNIX_EPOCH)).to_string()
 }
 
 /// A field formatter for the console format that redacts sensitive fields.
@@ -414,13 +390,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn timestamps() {
-        assert_eq!(rfc3339(0, 0), "1970-01-01T00:00:00.000000Z");
-        assert_eq!(
-            rfc3339(1_762_511_415, 123_000),
-            "2025-11-07T10:30:15.123000Z"
-        );
-        assert_eq!(rfc3339(951_782_400, 5), "2000-02-29T00:00:00.000005Z");
+    fn timestamps_are_rfc3339_utc_with_microseconds() {
+        let t = rfc3339_now();
+        assert_eq!(t.len(), "2026-11-23T10:30:15.123456Z".len(), "{t}");
+        assert!(t.ends_with('Z') && t.as_bytes()[10] == b'T', "{t}");
+        assert!(humantime::parse_rfc3339(&t).is_ok(), "{t}");
     }
 
     #[test]

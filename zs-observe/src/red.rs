@@ -222,9 +222,11 @@ impl Drop for Tracker {
             }
         });
         let series = &self.series;
-        series.in_progress.decrement(1.0);
+        // Count first, then lower the gauge: a reader that sees the request gone
+        // also sees it counted.
         series.duration.record(self.start.elapsed().as_secs_f64());
         series.requests(status).increment(1);
+        series.in_progress.decrement(1.0);
     }
 }
 
