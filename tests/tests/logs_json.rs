@@ -28,6 +28,8 @@ fn setup() -> &'static (Telemetry, CapturedLogs) {
             .with_log_format(zs_observe::LogFormat::Json)
             .with_log_level("info")
             .with_log_level_endpoint(true)
+            // Trace ids are on the lines of sampled traces only.
+            .with_sampler(zs_observe::TraceSampler::ParentBasedAlwaysOn)
             .with_log_rate_limit("logs_json::noisy", tracing::Level::INFO, 10)
             .with_redacted_field("ssn")
             .with_admin_listener("127.0.0.1:0".parse().unwrap())

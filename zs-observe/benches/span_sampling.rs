@@ -47,6 +47,18 @@ fn sampling(c: &mut Criterion) {
             group.bench_function(name, |b| b.iter(|| call(black_box(7))));
         });
     }
+
+    // The runtime as installed: OTel layer behind the head-sampling filter
+    // (parent-based 0.1), JSON log layer with logs off, no exporter.
+    let _telemetry = zs_observe::Telemetry::builder()
+        .with_service_name("bench")
+        .with_log_level("off")
+        .with_log_sink(zs_observe::LogSink::from_fn(std::io::sink))
+        .install()
+        .expect("install");
+    group.bench_function("runtime_head_sampled_0.1", |b| {
+        b.iter(|| call(black_box(7)))
+    });
     group.finish();
 }
 

@@ -99,9 +99,28 @@ pub fn is_valid_traceparent(value: &str) -> bool {
 
 /// Writes `traceparent` (and `tracestate`) for the current `tracing` span into
 /// `headers`. Does nothing when the current span has no valid trace context.
+///
+/// Under head sampling (the default parent-based samplers), a span that was not
+/// sampled has no OpenTelemetry context; the header then carries a fresh trace id
+/// with the sampled flag off, so the callee does not start a trace of its own.
 pub fn inject_current(headers: &mut HeaderMap) {
-    let cx = tracing::Span::current().context();
-    TraceContextPropagator::new().inject_context(&cx, &mut HeaderInjector(headers));
+    use opentelemetry::trace::TraceContextExt;
+    let current = tracing::Span::current();
+    let cx = current.context();
+    if cx.span().span_context().is_valid() {
+        TraceContextPropagator::new().inject_context(&cx, &mut HeaderInjector(headers));
+    } else if crate::otel::head::is_active() && !current.is_none() {
+        let random = crate::otel::head::random_u64;
+        let value = format!(
+            "00-{:016x}{:016x}-{:016x}-00",
+            random(),
+            random() | 1,
+            random() | 1
+        );
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert("traceparent", value);
+        }
+    }
 }
 
 /// The headers [`inject_current`] writes, for clients that take a `HeaderMap`:
@@ -190,19 +209,27 @@ where
             Some(route) => format!("{method} {route}"),
             None => method.clone(),
         };
-        let span = tracing::info_span!(
-            "http.request",
-            otel.name = %name,
-            otel.kind = "server",
-            otel.status_code = tracing::field::Empty,
-            http.request.method = %method,
-            http.route = route.as_deref().unwrap_or(""),
-            url.path = %request.uri().path(),
-            request_id = %request_id,
-            http.response.status_code = tracing::field::Empty,
-        );
         // A malformed traceparent extracts to an empty context: a new root.
         let parent = extract_context(request.headers());
+        let remote_sampled = {
+            use opentelemetry::trace::TraceContextExt;
+            let remote = parent.span();
+            let sc = remote.span_context();
+            sc.is_valid().then(|| sc.is_sampled())
+        };
+        let span = crate::otel::head::with_remote_parent(remote_sampled, || {
+            tracing::info_span!(
+                "http.request",
+                otel.name = %name,
+                otel.kind = "server",
+                otel.status_code = tracing::field::Empty,
+                http.request.method = %method,
+                http.route = route.as_deref().unwrap_or(""),
+                url.path = %request.uri().path(),
+                request_id = %request_id,
+                http.response.status_code = tracing::field::Empty,
+            )
+        });
         let _ = span.set_parent(parent);
         request
             .extensions_mut()

@@ -127,7 +127,13 @@ pub(crate) fn install(
                 .with_tracer(traces.tracer())
                 .with_location(false)
                 .with_target(false)
-                .with_filter(plan.trace_filter)
+                .with_filter(
+                    plan.trace_filter
+                        .and(match traces.resolved.sampler.head_ratio() {
+                            Some(ratio) => Some(crate::otel::head::HeadSampler::new(ratio)),
+                            None => None,
+                        }),
+                )
                 .boxed(),
         );
     }

@@ -3,6 +3,7 @@
 //! `tracing-opentelemetry` layer.
 
 mod export;
+pub(crate) mod head;
 
 use std::time::Duration;
 
@@ -107,6 +108,17 @@ impl TraceSampler {
         match self {
             TraceSampler::Ratio(r) | TraceSampler::ParentBasedRatio(r) => (0.0..=1.0).contains(&r),
             _ => true,
+        }
+    }
+
+    /// For parent-based samplers, the probability of keeping a new root: these are
+    /// decided before any OTel data is built (see `head.rs`).
+    pub(crate) fn head_ratio(self) -> Option<f64> {
+        match self {
+            TraceSampler::ParentBasedAlwaysOn => Some(1.0),
+            TraceSampler::ParentBasedAlwaysOff => Some(0.0),
+            TraceSampler::ParentBasedRatio(r) => Some(r),
+            _ => None,
         }
     }
 
@@ -296,7 +308,11 @@ impl TracePipeline {
             .build();
         let stats = std::sync::Arc::new(ExportStats::new(namespace));
         let mut builder = SdkTracerProvider::builder()
-            .with_sampler(resolved.sampler.to_sdk())
+            .with_sampler(match resolved.sampler.head_ratio() {
+                // Head sampling already decided; the SDK follows the parent or keeps the root.
+                Some(_) => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
+                None => resolved.sampler.to_sdk(),
+            })
             .with_resource(resource);
         if let Some(target) = &resolved.export {
             let processor = QueueProcessor::start(
