@@ -128,11 +128,13 @@ pub(crate) fn install(
                 .with_location(false)
                 .with_target(false)
                 .with_filter(
-                    plan.trace_filter
-                        .and(match traces.resolved.sampler.head_ratio() {
-                            Some(ratio) => Some(crate::otel::head::HeadSampler::new(ratio)),
-                            None => None,
-                        }),
+                    plan.trace_filter.and(
+                        traces
+                            .resolved
+                            .sampler
+                            .head_ratio()
+                            .map(crate::otel::head::HeadSampler::new),
+                    ),
                 )
                 .boxed(),
         );
