@@ -20,6 +20,10 @@ fn start(name: &str, next: Option<&str>, endpoint: &str) -> Service {
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
         .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
         .env("OTEL_TRACES_SAMPLER", "parentbased_always_on")
+        .env(
+            "OTEL_RESOURCE_ATTRIBUTES",
+            format!("team=chain,hop.name={name}"),
+        )
         .env_remove("OTEL_SERVICE_NAME")
         .env_remove("RUST_LOG")
         .env_remove("ZS_LOG_FORMAT")
@@ -102,6 +106,12 @@ fn one_trace_across_three_services() {
     let e_work = span("executor", "chain.work");
     let p_server = span("payments", "GET /work");
     let p_work = span("payments", "chain.work");
+    // OTEL_RESOURCE_ATTRIBUTES reaches the resource of every span of each process.
+    for s in &spans {
+        let service = s.resource.get("service.name").cloned().unwrap_or_default();
+        assert_eq!(s.resource.get("team").map(String::as_str), Some("chain"));
+        assert_eq!(s.resource.get("hop.name"), Some(&service));
+    }
     assert_eq!(c_server.parent_span_id, "");
     assert_eq!(c_server.kind, 2, "server kind");
     assert_eq!(c_work.parent_span_id, c_server.span_id);
