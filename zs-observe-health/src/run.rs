@@ -1,6 +1,6 @@
 //! How checks run: each run in its own task under its timeout with panics caught, one run in
-//! flight per check (single-flight), results kept for the cache TTL or refreshed in the
-//! background.
+//! flight per check (single-flight), results kept for the cache TTL (then served for one
+//! more TTL while a run refreshes them) or refreshed in the background.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -74,6 +74,19 @@ impl Slot {
                     };
                 if reuse {
                     return Arc::clone(outcome);
+                }
+                // Stale-while-revalidate: for one more TTL the last result answers at once
+                // while a run refreshes it, so a probe never waits on a slow or hanging
+                // check once a first result exists.
+                if let Mode::Cached(ttl) = mode {
+                    if !ttl.is_zero() && finished.elapsed() < ttl.saturating_mul(2) {
+                        let outcome = Arc::clone(outcome);
+                        if state.inflight.is_none() {
+                            let run = Arc::clone(&self).spawn_run(metrics);
+                            state.inflight = Some((Instant::now(), run));
+                        }
+                        return outcome;
+                    }
                 }
             }
             match &state.inflight {
