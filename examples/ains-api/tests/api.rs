@@ -1,0 +1,563 @@
+//! The AINS API end to end: the real binary on a loopback port, driven with a real HTTP
+//! client (good and bad requests), then its `/metrics` checked against the catalog
+//! (monitoring/catalog/ains.toml) and by `promtool check metrics`.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const CATALOG: &str = include_str!("../../../monitoring/catalog/ains.toml");
+
+#[test]
+fn catalog_coverage_is_complete() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ains-api"))
+        .arg("--check-catalog")
+        .env_remove("OTEL_SERVICE_NAME")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("ains-api runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report = stdout.lines().last().unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "coverage report:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(report.trim(), "catalog and code agree");
+}
+
+/// The running binary; killed when dropped.
+struct Server {
+    _child: tokio::process::Child,
+    base: String,
+}
+
+async fn start() -> Server {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ains-api"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--tick-ms",
+            "100",
+            "--task-timeout-secs",
+            "1",
+        ])
+        .env_remove("OTEL_SERVICE_NAME")
+        .env_remove("AINS_LISTEN")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ains-api starts");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("a first stderr line within 30 s")
+        .expect("stderr readable")
+        .expect("a first stderr line");
+    let addr = first
+        .strip_prefix("LISTENING ")
+        .unwrap_or_else(|| panic!("first stderr line is `LISTENING <addr>`, got {first:?}"))
+        .to_owned();
+    // Keep draining stderr so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Server {
+        _child: child,
+        base: format!("http://{addr}"),
+    }
+}
+
+async fn send(
+    client: &reqwest::Client,
+    req: reqwest::RequestBuilder,
+    expected: StatusCode,
+) -> Value {
+    let _ = client;
+    let res = req.send().await.expect("request sent");
+    let status = res.status();
+    let text = res.text().await.expect("body read");
+    assert_eq!(status, expected, "body: {text}");
+    if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("JSON body ({e}): {text}"))
+    }
+}
+
+/// Asserts a 4xx answer carries `{"error": "..."}`.
+async fn bad(client: &reqwest::Client, req: reqwest::RequestBuilder, expected: StatusCode) {
+    let body = send(client, req, expected).await;
+    let reason = body["error"].as_str().unwrap_or_default();
+    assert!(
+        !reason.is_empty(),
+        "a JSON error reason for {expected}: {body}"
+    );
+}
+
+/// Polls `url` until `done` holds for its JSON body, for at most 10 s.
+async fn wait_for(client: &reqwest::Client, url: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..100 {
+        last = send(client, client.get(url), StatusCode::OK).await;
+        if done(&last) {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{url} never reached the expected state; last: {last}");
+}
+
+fn catalog_metrics() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut name = None;
+    for line in CATALOG.lines() {
+        let line = line.trim();
+        if let Some(v) = line.strip_prefix("name = ") {
+            name = Some(v.trim_matches('"').to_owned());
+        } else if let Some(v) = line.strip_prefix("type = ") {
+            if let Some(n) = name.take() {
+                out.push((n, v.trim_matches('"').to_owned()));
+            }
+        }
+    }
+    out
+}
+
+fn promtool_check_metrics(exposition: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "promtool is required by this test but could not be started ({e}). \
+                 Install it with `apt-get install -y prometheus` (scripts/test.sh does)."
+            )
+        });
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(exposition.as_bytes())
+        .expect("write to promtool");
+    let out = child.wait_with_output().expect("promtool runs");
+    let mut complaints = String::from_utf8_lossy(&out.stdout).into_owned();
+    complaints.push_str(&String::from_utf8_lossy(&out.stderr));
+    if !out.status.success() && complaints.trim().is_empty() {
+        complaints = format!("promtool exited with {}", out.status);
+    }
+    complaints
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_end_to_end_with_metrics() {
+    let server = start().await;
+    let base = &server.base;
+    let c = reqwest::Client::new();
+
+    // Agents: the task router picks the most trusted active one.
+    let low = send(
+        &c,
+        c.post(format!("{base}/agents"))
+            .json(&json!({"name": "low", "trust_score": 0.3})),
+        StatusCode::CREATED,
+    )
+    .await;
+    let high = send(
+        &c,
+        c.post(format!("{base}/agents"))
+            .json(&json!({"name": "high", "trust_score": 0.9})),
+        StatusCode::CREATED,
+    )
+    .await;
+    let task = send(
+        &c,
+        c.post(format!("{base}/tasks"))
+            .json(&json!({"title": "index", "priority": "high"})),
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_eq!(task["agent_id"], high["id"], "{task}");
+    assert_eq!(task["status"], "pending");
+    let low_id = low["id"].as_i64().expect("agent id");
+    let beat = send(
+        &c,
+        c.post(format!("{base}/agents/{low_id}/heartbeat"))
+            .json(&json!({"trust_score": 0.95})),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(beat["trust_score"], 0.95);
+    let agent = send(&c, c.get(format!("{base}/agents/{low_id}")), StatusCode::OK).await;
+    assert_eq!(
+        agent["trust_score"], 0.95,
+        "the heartbeat invalidated the cache"
+    );
+    let agents = send(&c, c.get(format!("{base}/agents")), StatusCode::OK).await;
+    assert_eq!(agents[0]["id"], low["id"], "most trusted first: {agents}");
+    let next = send(
+        &c,
+        c.post(format!("{base}/tasks"))
+            .json(&json!({"title": "next"})),
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_eq!(next["agent_id"], low["id"], "the new most trusted agent");
+
+    // A task's life: cached GETs, status changes, list, delete.
+    let id = task["id"].as_i64().expect("task id");
+    for _ in 0..2 {
+        let got = send(&c, c.get(format!("{base}/tasks/{id}")), StatusCode::OK).await;
+        assert_eq!(got["title"], "index");
+    }
+    send(
+        &c,
+        c.put(format!("{base}/tasks/{id}/status"))
+            .json(&json!({"status": "running"})),
+        StatusCode::OK,
+    )
+    .await;
+    let done = send(
+        &c,
+        c.put(format!("{base}/tasks/{id}/status"))
+            .json(&json!({"status": "completed"})),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(done["status"], "completed");
+    let got = send(&c, c.get(format!("{base}/tasks/{id}")), StatusCode::OK).await;
+    assert_eq!(
+        got["status"], "completed",
+        "the update invalidated the cache"
+    );
+    bad(
+        &c,
+        c.put(format!("{base}/tasks/{id}/status"))
+            .json(&json!({"status": "running"})),
+        StatusCode::CONFLICT,
+    )
+    .await;
+    let listed = send(
+        &c,
+        c.get(format!("{base}/tasks?status=completed")),
+        StatusCode::OK,
+    )
+    .await;
+    assert!(
+        listed
+            .as_array()
+            .expect("a list")
+            .iter()
+            .any(|t| t["id"] == id),
+        "{listed}"
+    );
+
+    // A retry: failed back to pending.
+    let nid = next["id"].as_i64().expect("task id");
+    send(
+        &c,
+        c.put(format!("{base}/tasks/{nid}/status"))
+            .json(&json!({"status": "failed"})),
+        StatusCode::OK,
+    )
+    .await;
+    let retried = send(
+        &c,
+        c.put(format!("{base}/tasks/{nid}/status"))
+            .json(&json!({"status": "pending"})),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(retried["retries"], 1);
+    send(
+        &c,
+        c.delete(format!("{base}/tasks/{nid}")),
+        StatusCode::NO_CONTENT,
+    )
+    .await;
+    bad(
+        &c,
+        c.get(format!("{base}/tasks/{nid}")),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+
+    // A chain of two steps: the second task exists once the first completed.
+    let chain = send(
+        &c,
+        c.post(format!("{base}/chains"))
+            .json(&json!({"name": "etl", "steps": ["extract", "load"]})),
+        StatusCode::CREATED,
+    )
+    .await;
+    let chain_id = chain["id"].as_i64().expect("chain id");
+    for step in 0..2 {
+        let chain = send(
+            &c,
+            c.get(format!("{base}/chains/{chain_id}")),
+            StatusCode::OK,
+        )
+        .await;
+        let tid = chain["tasks"][step]["id"]
+            .as_i64()
+            .expect("the step's task");
+        send(
+            &c,
+            c.put(format!("{base}/tasks/{tid}/status"))
+                .json(&json!({"status": "running"})),
+            StatusCode::OK,
+        )
+        .await;
+        send(
+            &c,
+            c.put(format!("{base}/tasks/{tid}/status"))
+                .json(&json!({"status": "completed"})),
+            StatusCode::OK,
+        )
+        .await;
+    }
+    let chain = send(
+        &c,
+        c.get(format!("{base}/chains/{chain_id}")),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(chain["status"], "completed", "{chain}");
+    assert_eq!(chain["tasks"].as_array().map(Vec::len), Some(2));
+
+    // A scheduled task runs (creating a task) within about a second.
+    send(
+        &c,
+        c.post(format!("{base}/scheduled-tasks"))
+            .json(&json!({"title": "nightly", "interval_seconds": 1})),
+        StatusCode::CREATED,
+    )
+    .await;
+    wait_for(&c, &format!("{base}/scheduled-tasks"), |v| {
+        v[0]["runs"].as_i64().unwrap_or(0) >= 1
+    })
+    .await;
+
+    // A running task past the 1 s timeout is marked failed by the scheduler.
+    let slow = send(
+        &c,
+        c.post(format!("{base}/tasks"))
+            .json(&json!({"title": "slow"})),
+        StatusCode::CREATED,
+    )
+    .await;
+    let sid = slow["id"].as_i64().expect("task id");
+    send(
+        &c,
+        c.put(format!("{base}/tasks/{sid}/status"))
+            .json(&json!({"status": "running"})),
+        StatusCode::OK,
+    )
+    .await;
+    wait_for(&c, &format!("{base}/tasks?status=failed"), |v| {
+        v.as_array()
+            .is_some_and(|a| a.iter().any(|t| t["id"] == sid))
+    })
+    .await;
+
+    // Bad requests: 4xx with a JSON reason, never a panic.
+    bad(
+        &c,
+        c.post(format!("{base}/tasks"))
+            .header("content-type", "application/json")
+            .body("{not json"),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    bad(
+        &c,
+        c.post(format!("{base}/tasks")).json(&json!({})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    bad(
+        &c,
+        c.post(format!("{base}/tasks")).json(&json!({"title": ""})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    bad(
+        &c,
+        c.post(format!("{base}/tasks")).body("title=x"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+    )
+    .await;
+    let huge = json!({"title": "x".repeat(64 * 1024)});
+    bad(
+        &c,
+        c.post(format!("{base}/tasks")).json(&huge),
+        StatusCode::PAYLOAD_TOO_LARGE,
+    )
+    .await;
+    bad(
+        &c,
+        c.get(format!("{base}/tasks/abc")),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    bad(
+        &c,
+        c.get(format!("{base}/tasks/999999")),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    bad(
+        &c,
+        c.get(format!("{base}/tasks?status=bogus")),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    bad(
+        &c,
+        c.get(format!("{base}/agents/999")),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    bad(
+        &c,
+        c.post(format!("{base}/agents/{low_id}/heartbeat"))
+            .json(&json!({"trust_score": 2.0})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    bad(
+        &c,
+        c.post(format!("{base}/chains"))
+            .json(&json!({"name": "empty", "steps": []})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    bad(
+        &c,
+        c.post(format!("{base}/scheduled-tasks"))
+            .json(&json!({"title": "t", "interval_seconds": 0})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    bad(
+        &c,
+        c.get(format!("{base}/no/such/route")),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+
+    // Health.
+    for probe in ["live", "ready", "startup", "detail"] {
+        let res = c
+            .get(format!("{base}/health/{probe}"))
+            .send()
+            .await
+            .expect("probe");
+        assert_eq!(res.status(), StatusCode::OK, "/health/{probe}");
+    }
+
+    // More agents than the 100 values `agent_id` may take: the guard collapses the rest.
+    for i in 0..101 {
+        send(
+            &c,
+            c.post(format!("{base}/agents"))
+                .json(&json!({"name": format!("extra-{i}"), "trust_score": 0.1})),
+            StatusCode::CREATED,
+        )
+        .await;
+    }
+
+    // Metrics: every catalog metric has a sample; 4xx are counted by status.
+    let exposition = c
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("body");
+    let samples: Vec<&str> = exposition.lines().filter(|l| !l.starts_with('#')).collect();
+    let catalog = catalog_metrics();
+    assert!(catalog.len() > 30, "the catalog parsed: {catalog:?}");
+    for (name, kind) in &catalog {
+        let series = if kind == "histogram" {
+            format!("{name}_count")
+        } else {
+            name.clone()
+        };
+        assert!(
+            samples
+                .iter()
+                .any(|l| l.starts_with(&format!("{series}{{"))
+                    || l.starts_with(&format!("{series} "))),
+            "no sample of {series} in\n{exposition}"
+        );
+    }
+    for status in ["400", "404", "409", "413", "415", "422"] {
+        let counted = samples.iter().any(|l| {
+            l.starts_with("ains_http_requests_total{")
+                && l.contains(&format!("status=\"{status}\""))
+        });
+        assert!(
+            counted,
+            "ains_http_requests_total has status {status}:\n{exposition}"
+        );
+    }
+    assert!(
+        samples
+            .iter()
+            .any(|l| l.starts_with("ains_http_requests_total{")
+                && l.contains("route=\"/tasks/{id}\"")
+                && l.contains("status=\"404\"")),
+        "404 on the task route, by template"
+    );
+    let value_of = |series: &str, labels: &[&str]| -> Option<f64> {
+        samples
+            .iter()
+            .filter(|l| l.starts_with(&format!("{series}{{")))
+            .find(|l| labels.iter().all(|want| l.contains(want)))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    };
+    assert_eq!(value_of("ains_task_retries_total", &[]), Some(1.0));
+    assert!(value_of("ains_task_timeouts_total", &[]) >= Some(1.0));
+    assert!(value_of("ains_cache_hits_total", &[]) >= Some(1.0));
+    assert!(value_of("ains_chain_steps_total", &["status=\"completed\""]) >= Some(2.0));
+    assert_eq!(
+        value_of(
+            "ains_chain_duration_seconds_count",
+            &["status=\"completed\""]
+        ),
+        Some(1.0)
+    );
+    assert!(
+        value_of(
+            "ains_db_queries_total",
+            &["operation=\"select\"", "outcome=\"ok\""]
+        ) >= Some(1.0)
+    );
+    assert!(
+        value_of(
+            "ains_cardinality_overflow_total",
+            &["metric=\"ains_agent_trust_score\"", "label=\"agent_id\""]
+        ) >= Some(1.0),
+        "past 100 agents, agent_id overflows"
+    );
+    assert!(
+        value_of("ains_agent_trust_score", &["agent_id=\"_overflow\""]).is_some(),
+        "the overflow series"
+    );
+    let complaints = promtool_check_metrics(&exposition);
+    assert!(
+        complaints.trim().is_empty(),
+        "promtool check metrics:\n{complaints}"
+    );
+}
