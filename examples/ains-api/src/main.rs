@@ -11,6 +11,8 @@ mod api;
 mod app;
 mod cache;
 mod db;
+mod debug;
+mod workload;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,17 +36,21 @@ struct Config {
     agent_ttl: Duration,
     task_timeout: Duration,
     check_catalog: bool,
+    debug: bool,
+    workload: bool,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: ains-api [--listen ADDR] [--db PATH] [--tick-ms N] [--agent-ttl-secs N]\n\
-         \x20               [--task-timeout-secs N] [--check-catalog]\n\
+         \x20               [--task-timeout-secs N] [--workload] [--debug] [--check-catalog]\n\
          \n  --listen ADDR            address to serve on (env AINS_LISTEN, default {DEFAULT_LISTEN})\
          \n  --db PATH                SQLite database file (default :memory:)\
          \n  --tick-ms N              scheduler period in milliseconds (default 1000)\
          \n  --agent-ttl-secs N       an agent without a heartbeat for N s gets no tasks (default 30)\
          \n  --task-timeout-secs N    a task running for N s is marked failed (default 300)\
+         \n  --workload               drive the API with a built-in workload (agents, tasks, chains)\
+         \n  --debug                  serve /debug/profile/cpu and /debug/profile/memory (env AINS_DEBUG=1)\
          \n  --check-catalog          compare the catalog with the code's metrics, print the report and exit"
     );
     std::process::exit(2)
@@ -70,6 +76,8 @@ fn parse_args() -> Config {
         agent_ttl: Duration::from_secs(30),
         task_timeout: Duration::from_secs(300),
         check_catalog: false,
+        debug: std::env::var("AINS_DEBUG").is_ok_and(|v| v == "1" || v == "true"),
+        workload: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -82,6 +90,8 @@ fn parse_args() -> Config {
                 config.task_timeout = Duration::from_secs(number(&arg, args.next()))
             }
             "--check-catalog" => config.check_catalog = true,
+            "--debug" => config.debug = true,
+            "--workload" => config.workload = true,
             "-h" | "--help" => usage(),
             other => {
                 eprintln!("unknown argument `{other}`");
@@ -130,6 +140,7 @@ async fn main() {
         health_registry(app.clone()).unwrap_or_else(|e| fail("cannot build the health checks", e));
 
     let router = api::router(app.clone())
+        .merge(debug::router(app.clone(), config.debug))
         .merge(health.router())
         .layer(telemetry.http_metrics_layer())
         .merge(telemetry.metrics_router())
@@ -160,6 +171,9 @@ async fn main() {
     tracing::info!(%addr, db = %config.db, "ains-api listening; metrics at /metrics");
 
     let scheduler = tokio::spawn(scheduler(app, config.tick));
+    let workload = config
+        .workload
+        .then(|| tokio::spawn(workload::run(addr, Duration::from_millis(50))));
     let shutdown = async move {
         zs_observe_health::shutdown_signal(health, Duration::from_secs(2)).await;
         tracing::info!("shutting down");
@@ -168,6 +182,9 @@ async fn main() {
         .with_graceful_shutdown(shutdown)
         .await;
     scheduler.abort();
+    if let Some(w) = workload {
+        w.abort();
+    }
     if let Err(e) = served {
         fail("server error", e);
     }
@@ -244,44 +261,6 @@ fn health_registry(app: Arc<App>) -> Result<HealthRegistry, zs_observe_health::B
         .build()
 }
 
-/// One plain HTTP/1.1 exchange over loopback: `(status, body)`.
-async fn call(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    body: Option<&str>,
-) -> Result<(u16, String), String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| e.to_string())?;
-    let body = body.unwrap_or("");
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut response = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response))
-        .await
-        .map_err(|_| format!("{method} {path}: no answer in 5 s"))?
-        .map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let status = text
-        .get(9..12)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("{method} {path}: not an HTTP response: {text}"))?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Ok((status, body))
-}
-
 /// Serves `router` on a free loopback port and drives every part of the API once (an
 /// agent, tasks through every status, a chain, a due scheduled task, a bad request),
 /// so that every catalog metric has a series.
@@ -355,7 +334,7 @@ async fn self_probe(router: axum::Router, app: Arc<App>) -> Result<(), String> {
         ("POST", "/tasks", Some("{not json"), 400),
     ];
     for (method, path, body, expected) in steps {
-        let (status, text) = call(addr, method, path, body).await?;
+        let (status, text) = workload::call(addr, method, path, body).await?;
         if status != expected {
             server.abort();
             return Err(format!(
