@@ -4,8 +4,12 @@
 //! its built-in workload; `/metrics` serves the Prometheus exposition. Everything
 //! runs on embedded defaults: no collector or Prometheus is needed.
 //!
-//! A task executor with health checks, HTTP metrics and request tracing; the full node (P2P,
-//! guilds, WASM, payments, reputation) grows here in its own issue.
+//! A WASM task executor (wasmi, fuel-metered) that signs a receipt for every task, with
+//! health checks, HTTP metrics and request tracing; the rest of the node (P2P, guilds,
+//! payments, reputation) grows here in its own issue.
+
+mod receipt;
+mod wasm;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,24 +19,30 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
+use receipt::{ReceiptError, ReceiptSigner, SignedReceipt};
+use wasm::{ExecError, Execution, Program, Runtime};
 use zs_observe::propagation::RequestTraceLayer;
-use zs_observe::{instrumented, Telemetry};
+use zs_observe::Telemetry;
 use zs_observe_health::{check_fn, CheckResult, CheckSpec, HealthRegistry};
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+const DEFAULT_TASK_FAILURE_RATE: f64 = 0.02;
 
 #[derive(Debug)]
 struct Config {
     listen: SocketAddr,
     workload: bool,
     check_catalog: bool,
+    task_failure_rate: f64,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: zerostate-node [--listen ADDR] [--no-workload] [--check-catalog]\n\
+        "usage: zerostate-node [--listen ADDR] [--no-workload] [--task-failure-rate F] [--check-catalog]\n\
          \n  --listen ADDR     address to serve on (env ZEROSTATE_LISTEN, default {DEFAULT_LISTEN})\
          \n  --no-workload     do not run the built-in workload generator\
+         \n  --task-failure-rate F  fraction (0..1) of workload tasks that run a trapping module\
+         \n                    (default {DEFAULT_TASK_FAILURE_RATE})\
          \n  --check-catalog   compare the catalog with the code's metrics, print the report and exit"
     );
     std::process::exit(2)
@@ -43,12 +53,20 @@ fn parse_args() -> Config {
         std::env::var("ZEROSTATE_LISTEN").unwrap_or_else(|_| DEFAULT_LISTEN.to_owned());
     let mut workload = true;
     let mut check_catalog = false;
+    let mut task_failure_rate = DEFAULT_TASK_FAILURE_RATE;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--listen" => listen = args.next().unwrap_or_else(|| usage()),
             "--no-workload" => workload = false,
             "--check-catalog" => check_catalog = true,
+            "--task-failure-rate" => {
+                let value = args.next().unwrap_or_else(|| usage());
+                task_failure_rate = parse_rate(&value).unwrap_or_else(|e| {
+                    eprintln!("invalid --task-failure-rate `{value}`: {e}");
+                    usage()
+                });
+            }
             "-h" | "--help" => usage(),
             other => {
                 eprintln!("unknown argument `{other}`");
@@ -64,78 +82,128 @@ fn parse_args() -> Config {
         listen,
         workload,
         check_catalog,
+        task_failure_rate,
     }
 }
 
-/// A unit of work submitted to the node: a deterministic compute job with a fuel budget.
+/// A fraction in 0..=1.
+fn parse_rate(value: &str) -> Result<f64, String> {
+    let rate: f64 = value.trim().parse().map_err(|e| format!("{e}"))?;
+    if (0.0..=1.0).contains(&rate) {
+        Ok(rate)
+    } else {
+        Err("must be a number from 0 to 1".to_owned())
+    }
+}
+
+/// A unit of work submitted to the node: a bundled WASM program, its input and a fuel budget.
 #[derive(Debug, Clone, Copy)]
 struct Task {
     id: u64,
+    program: Program,
+    input: i64,
     fuel: u64,
 }
 
-#[derive(Debug, PartialEq, Eq)]
-enum TaskError {
-    OutOfFuel { used: u64 },
+/// One executed task: what happened and the node's signed receipt for it.
+#[derive(Debug)]
+struct Report {
+    result: Result<Execution, ExecError>,
+    receipt: SignedReceipt,
 }
 
-impl std::fmt::Display for TaskError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            TaskError::OutOfFuel { used } => write!(f, "out of fuel after {used} units"),
-        }
-    }
-}
-
-#[derive(Default)]
 struct Node {
+    runtime: Runtime,
+    signer: ReceiptSigner,
     completed: AtomicU64,
     failed: AtomicU64,
 }
 
 impl Node {
-    /// Executes a task: iterates a hash until it reaches a target or runs out of fuel.
-    #[instrumented(
-        span = "wasm.execute",
-        histogram = "zerostate_wasm_execution_duration_seconds",
-        counter = "zerostate_tasks_executed_total",
-        in_flight = "zerostate_tasks_executing",
-        fields(task.id = task.id),
-        skip(self, task),
-        err(level = "warn")
-    )]
-    fn execute(&self, task: Task) -> Result<u64, TaskError> {
-        let mut state = task.id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        for used in 0..task.fuel {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            if state % 4096 == 0 {
-                self.completed.fetch_add(1, Ordering::Relaxed);
-                return Ok(used);
-            }
+    fn new(runtime: Runtime, signer: ReceiptSigner) -> Self {
+        Node {
+            runtime,
+            signer,
+            completed: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
         }
-        self.failed.fetch_add(1, Ordering::Relaxed);
-        Err(TaskError::OutOfFuel { used: task.fuel })
     }
 
-    /// Runs the health-check task: id 1 reaches its target after a known amount of fuel.
-    fn probe(&self) -> Result<u64, TaskError> {
-        self.execute(Task {
-            id: 1,
+    /// Executes a task in the WASM runtime, then signs and checks its receipt.
+    fn execute(&self, task: Task) -> Result<Report, ReceiptError> {
+        let module = self.runtime.program(task.program);
+        let result = self.runtime.execute(task.id, module, task.input, task.fuel);
+        let counter = if result.is_ok() {
+            &self.completed
+        } else {
+            &self.failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let key = self.signer.verifying_key();
+        let receipt = receipt::Receipt::new(task.id, &module.hash, task.fuel, &result, &key);
+        let receipt = self.signer.sign(receipt)?;
+        receipt::verify(&receipt, &key)?;
+        Ok(Report { result, receipt })
+    }
+
+    /// Runs the health-check task: the sum of 1..=1000 with a known answer.
+    fn probe(&self) -> Result<u64, String> {
+        let task = Task {
+            id: 0,
+            program: Program::Sum,
+            input: 1_000,
             fuel: 1_000_000,
-        })
+        };
+        let report = self.execute(task).map_err(|e| e.to_string())?;
+        match report.result {
+            Ok(e) if e.value == 500_500 => Ok(e.fuel_used),
+            Ok(e) => Err(format!("wrong answer {}", e.value)),
+            Err(e) => Err(e.to_string()),
+        }
     }
 }
 
-async fn workload(node: Arc<Node>) {
+/// The workload's task number `id`: mostly sums, some memory growth, an occasional
+/// runaway loop stopped by its fuel budget, and `failure_rate` of them trapping.
+fn workload_task(id: u64, failure_rate: f64) -> Task {
+    // splitmix64: a uniform, reproducible draw per task.
+    let mut z = id.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    let draw = (z >> 11) as f64 / (1u64 << 53) as f64;
+    let (program, input, fuel) = if draw < failure_rate {
+        (Program::Trap, 0, 10_000)
+    } else if id % 20 == 0 {
+        (Program::Spin, 0, 5_000 + (id % 5) * 1_000)
+    } else if id % 10 == 5 {
+        (Program::Grow, (id % 8) as i64, 10_000)
+    } else {
+        (Program::Sum, 100 + (id % 7) as i64 * 500, 1_000_000)
+    };
+    Task {
+        id,
+        program,
+        input,
+        fuel,
+    }
+}
+
+async fn workload(node: Arc<Node>, failure_rate: f64) {
     let mut id = 0u64;
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     loop {
         tick.tick().await;
         id += 1;
-        let fuel = 2_000 + (id % 7) * 1_000;
-        let _ = node.execute(Task { id, fuel });
+        match node.execute(workload_task(id, failure_rate)) {
+            Ok(report) => tracing::debug!(
+                task.id = id,
+                fuel.used = report.receipt.receipt.fuel_used,
+                signature = %report.receipt.signature,
+                "receipt signed and verified"
+            ),
+            Err(e) => tracing::error!(task.id = id, error = %e, "receipt failed"),
+        }
     }
 }
 
@@ -181,7 +249,22 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    let node = Arc::new(Node::default());
+    let runtime = match Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the WASM runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let signer = match ReceiptSigner::generate() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("cannot create the node key: {e}");
+            std::process::exit(1);
+        }
+    };
+    tracing::info!(public_key = %wasm::hex(signer.verifying_key().as_bytes()), "receipt signing key");
+    let node = Arc::new(Node::new(runtime, signer));
     let health = match health_registry(node.clone()) {
         Ok(h) => h,
         Err(e) => {
@@ -224,9 +307,11 @@ async fn main() {
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    tracing::info!(%addr, workload = config.workload, "zerostate-node listening; metrics at /metrics");
+    // First stderr line, for tests and scripts that pass port 0.
+    eprintln!("LISTENING {addr}");
+    tracing::info!(%addr, task_failure_rate = config.task_failure_rate, workload = config.workload, "zerostate-node listening; metrics at /metrics");
     if config.workload {
-        tokio::spawn(workload(node));
+        tokio::spawn(workload(node, config.task_failure_rate));
     }
     // SIGTERM or Ctrl-C: readiness turns to fail, then the server stops after a grace period.
     let shutdown = async move {
@@ -261,7 +346,7 @@ fn health_registry(node: Arc<Node>) -> Result<HealthRegistry, zs_observe_health:
                         // A fixed task with a known answer: the executor works.
                         match node.probe() {
                             Ok(used) => CheckResult::pass().with_observed(used, "fuel"),
-                            Err(e) => CheckResult::fail(e.to_string()),
+                            Err(e) => CheckResult::fail(e),
                         }
                     }
                 }),
@@ -275,7 +360,7 @@ fn health_registry(node: Arc<Node>) -> Result<HealthRegistry, zs_observe_health:
                 async move {
                     match node.probe() {
                         Ok(_) => CheckResult::pass(),
-                        Err(e) => CheckResult::fail(e.to_string()),
+                        Err(e) => CheckResult::fail(e),
                     }
                 }
             }),
@@ -318,23 +403,60 @@ async fn self_probe(app: Router) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    fn node() -> Node {
+        Node::new(
+            Runtime::new().expect("runtime"),
+            ReceiptSigner::from_seed([1; 32]),
+        )
+    }
+
     #[test]
-    fn execute_is_deterministic_and_fails_without_fuel() {
-        let node = Node::default();
-        let a = node.execute(Task {
-            id: 1,
-            fuel: 1_000_000,
-        });
+    fn every_task_gets_a_verified_receipt() {
+        let node = node();
+        let key = node.signer.verifying_key();
+        for id in 1..=40 {
+            let task = workload_task(id, 0.25);
+            let report = node.execute(task).expect("receipt");
+            assert_eq!(report.receipt.receipt.task_id, id);
+            assert_eq!(receipt::verify(&report.receipt, &key), Ok(()));
+            let fuel = report
+                .result
+                .as_ref()
+                .map_or_else(ExecError::fuel_used, |e| e.fuel_used);
+            assert_eq!(report.receipt.receipt.fuel_used, fuel);
+        }
         assert_eq!(
-            a,
-            node.execute(Task {
-                id: 1,
-                fuel: 1_000_000
-            })
+            node.completed.load(Ordering::Relaxed) + node.failed.load(Ordering::Relaxed),
+            40
         );
-        assert_eq!(
-            node.execute(Task { id: 1, fuel: 0 }),
-            Err(TaskError::OutOfFuel { used: 0 })
-        );
+        assert!(node.failed.load(Ordering::Relaxed) > 0);
+        assert_eq!(node.probe(), node.probe());
+        assert!(node.probe().is_ok());
+    }
+
+    #[test]
+    fn the_failure_rate_picks_that_fraction_of_trapping_tasks() {
+        let traps = |rate| {
+            (1..=10_000u64)
+                .filter(|&id| workload_task(id, rate).program == Program::Trap)
+                .count()
+        };
+        assert_eq!(traps(0.0), 0);
+        assert_eq!(traps(1.0), 10_000);
+        let tenth = traps(0.1);
+        assert!((900..=1_100).contains(&tenth), "{tenth}");
+        // The default mix has all three outcomes.
+        let programs: Vec<_> = (1..=40).map(|id| workload_task(id, 0.0).program).collect();
+        assert!(programs.contains(&Program::Spin) && programs.contains(&Program::Sum));
+    }
+
+    #[test]
+    fn rates_outside_0_to_1_are_rejected() {
+        assert_eq!(parse_rate("0.25"), Ok(0.25));
+        assert_eq!(parse_rate("0"), Ok(0.0));
+        assert_eq!(parse_rate("1"), Ok(1.0));
+        for bad in ["-0.1", "1.5", "NaN", "inf", "abc", ""] {
+            assert!(parse_rate(bad).is_err(), "{bad}");
+        }
     }
 }
