@@ -263,7 +263,7 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    tracing::info!(public_key = %wasm::hex(signer.verifying_key().as_bytes()), "receipt signing key");
+    let public_key = wasm::hex(signer.verifying_key().as_bytes());
     let node = Arc::new(Node::new(runtime, signer));
     let health = match health_registry(node.clone()) {
         Ok(h) => h,
@@ -309,6 +309,7 @@ async fn main() {
         .unwrap_or_default();
     // First stderr line, for tests and scripts that pass port 0.
     eprintln!("LISTENING {addr}");
+    tracing::info!(%public_key, "receipts are signed with this ed25519 key");
     tracing::info!(%addr, task_failure_rate = config.task_failure_rate, workload = config.workload, "zerostate-node listening; metrics at /metrics");
     if config.workload {
         tokio::spawn(workload(node, config.task_failure_rate));

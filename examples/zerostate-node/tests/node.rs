@@ -1,0 +1,161 @@
+//! The node as a process: it binds a free loopback port, runs its WASM workload
+//! with injected trapping tasks, and serves a clean Prometheus exposition with the
+//! outcomes of real executions and receipts.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// Kills the node when the test ends, however it ends.
+struct Node(Child);
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the node on port 0 and returns it with the address it bound.
+fn start(args: &[&str]) -> (Node, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_zerostate-node"))
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .env_remove("OTEL_SERVICE_NAME")
+        .env_remove("ZEROSTATE_LISTEN")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node starts");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let node = Node(child);
+    let mut lines = BufReader::new(stderr).lines();
+    let mut addr = None;
+    for line in lines.by_ref().take(200) {
+        let line = line.expect("stderr is text");
+        if let Some(a) = line.strip_prefix("LISTENING ") {
+            addr = Some(a.to_owned());
+            break;
+        }
+    }
+    let addr = addr.expect("a LISTENING line on stderr");
+    // Keep draining stderr so the node never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (node, addr)
+}
+
+/// GET `path` over HTTP/1.0 (close-delimited body); returns status line and body.
+fn get(addr: &str, path: &str) -> (String, String) {
+    let mut stream = TcpStream::connect(addr).expect("connects");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    let (head, body) = response.split_once("\r\n\r\n").expect("head and body");
+    let status = head.lines().next().unwrap_or_default().to_owned();
+    (status, body.to_owned())
+}
+
+/// The value of the first sample of `metric` whose labels contain every one of `labels`.
+fn sample(exposition: &str, metric: &str, labels: &[&str]) -> Option<f64> {
+    exposition
+        .lines()
+        .filter(|l| l.starts_with(metric) && l[metric.len()..].starts_with('{'))
+        .find(|l| labels.iter().all(|want| l.contains(want)))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn workload_executes_real_wasm_with_receipts_and_a_clean_exposition() {
+    let (_node, addr) = start(&["--task-failure-rate", "0.3"]);
+    // The workload runs a task every 20 ms: ~100 tasks, every 20th out of fuel.
+    std::thread::sleep(Duration::from_millis(2_000));
+    let (status, body) = get(&addr, "/metrics");
+    assert!(status.contains("200"), "{status}");
+
+    let exits = "zerostate_wasm_exit_codes_total";
+    let ok = sample(&body, exits, &[r#"exit="ok""#]).expect("ok exits");
+    let traps = sample(&body, exits, &[r#"exit="trap""#]).expect("trap exits");
+    let out_of_fuel = sample(&body, exits, &[r#"exit="out_of_fuel""#]).expect("out of fuel");
+    assert!(ok > 0.0 && traps > 0.0 && out_of_fuel > 0.0, "{body}");
+    // Traps and fuel exhaustion are errors of the task executor.
+    let tasks = "zerostate_tasks_executed_total";
+    let errors = sample(&body, tasks, &[r#"outcome="error""#]).expect("errors");
+    let oks = sample(&body, tasks, &[r#"outcome="ok""#]).expect("oks");
+    // (A scrape can land between two recordings of a running task: allow one task.)
+    assert!((errors - (traps + out_of_fuel)).abs() <= 1.0, "{body}");
+    assert!((oks - ok).abs() <= 1.0, "{body}");
+
+    // Every task has a generated, signed and verified receipt; none was rejected.
+    let receipts = "zerostate_receipts_total";
+    let generated = sample(&body, receipts, &[r#"status="generated""#]).expect("generated");
+    assert!(
+        (generated - (ok + traps + out_of_fuel)).abs() <= 1.0,
+        "{body}"
+    );
+    let verified = sample(&body, receipts, &[r#"status="verified""#]).expect("verified");
+    assert!(generated - verified <= 1.0 && verified > 0.0, "{body}");
+    assert_eq!(sample(&body, receipts, &[r#"status="rejected""#]), None);
+
+    // Fuel and memory of real runs: the probe's sum of 1..=1000 costs 5,007 fuel.
+    let cost = "zerostate_task_cost_units_bucket";
+    let actual_le_5000 = sample(&body, cost, &[r#"type="actual""#, r#"le="5000""#]);
+    let actual_le_10000 = sample(&body, cost, &[r#"type="actual""#, r#"le="10000""#]);
+    assert!(actual_le_10000 > actual_le_5000, "{body}");
+    assert!(
+        body.contains("zerostate_wasm_memory_bytes_bucket"),
+        "{body}"
+    );
+
+    let promtool = std::path::Path::new("/usr/bin/promtool");
+    if !promtool.exists() {
+        eprintln!("promtool not installed; skipping `promtool check metrics`");
+        return;
+    }
+    let mut check = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool runs");
+    check
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(body.as_bytes())
+        .expect("exposition written");
+    let out = check.wait_with_output().expect("promtool ends");
+    assert!(
+        out.status.success(),
+        "promtool:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn invalid_failure_rates_are_usage_errors() {
+    for bad in ["2", "-0.5", "abc", "NaN"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_zerostate-node"))
+            .args(["--listen", "127.0.0.1:0", "--task-failure-rate", bad])
+            .output()
+            .expect("node runs");
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("invalid --task-failure-rate `{bad}`")),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_zerostate-node"))
+        .arg("--task-failure-rate")
+        .output()
+        .expect("node runs");
+    assert_eq!(out.status.code(), Some(2));
+}
