@@ -129,35 +129,6 @@ fn catalog_metrics() -> Vec<(String, String)> {
     out
 }
 
-fn promtool_check_metrics(exposition: &str) -> String {
-    use std::io::Write;
-    let mut child = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "promtool is required by this test but could not be started ({e}). \
-                 Install it with `apt-get install -y prometheus` (scripts/test.sh does)."
-            )
-        });
-    child
-        .stdin
-        .take()
-        .expect("piped stdin")
-        .write_all(exposition.as_bytes())
-        .expect("write to promtool");
-    let out = child.wait_with_output().expect("promtool runs");
-    let mut complaints = String::from_utf8_lossy(&out.stdout).into_owned();
-    complaints.push_str(&String::from_utf8_lossy(&out.stderr));
-    if !out.status.success() && complaints.trim().is_empty() {
-        complaints = format!("promtool exited with {}", out.status);
-    }
-    complaints
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_end_to_end_with_metrics() {
     let server = start(&[]).await;
@@ -581,7 +552,7 @@ async fn api_end_to_end_with_metrics() {
         value_of("ains_agent_trust_score", &["agent_id=\"_overflow\""]).is_some(),
         "the overflow series"
     );
-    let complaints = promtool_check_metrics(&exposition);
+    let complaints = zs_observe_tests::promtool_check_metrics(&exposition);
     assert!(
         complaints.trim().is_empty(),
         "promtool check metrics:\n{complaints}"
