@@ -4,11 +4,18 @@
 //! its built-in workload; `/metrics` serves the Prometheus exposition. Everything
 //! runs on embedded defaults: no collector or Prometheus is needed.
 //!
-//! A WASM task executor (wasmi, fuel-metered) that signs a receipt for every task, with
-//! health checks, HTTP metrics and request tracing; the rest of the node (P2P, guilds,
-//! payments, reputation) grows here in its own issue.
+//! Every task goes the whole way a ZeroState task goes: announced over the simulated
+//! P2P network (`p2p`), taken by a guild (`guilds`), auctioned among the guild's members
+//! with its price in escrow (`economy`), executed in a fuel-metered WASM interpreter
+//! (`wasm`), receipted with an ed25519 signature (`receipt`), paid over a payment
+//! channel and recorded in the executor's reputation (`economy`).
 
+mod economy;
+mod guilds;
+mod p2p;
+mod peer;
 mod receipt;
+mod storage;
 mod wasm;
 
 use std::net::SocketAddr;
@@ -19,7 +26,11 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
+use economy::{Economy, EconomyConfig, TaskResult};
+use guilds::Guilds;
+use p2p::{Network, NetworkConfig};
 use receipt::{ReceiptError, ReceiptSigner, SignedReceipt};
+use storage::Storage;
 use wasm::{ExecError, Execution, Program, Runtime};
 use zs_observe::propagation::RequestTraceLayer;
 use zs_observe::Telemetry;
@@ -27,6 +38,11 @@ use zs_observe_health::{check_fn, CheckResult, CheckSpec, HealthRegistry};
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_TASK_FAILURE_RATE: f64 = 0.02;
+const DEFAULT_PAYMENT_FAILURE_RATE: f64 = 0.005;
+const DEFAULT_PEER_LOSS_RATE: f64 = 0.0;
+const DEFAULT_PEERS: u32 = 12;
+/// Tasks executing at once at most; the workload waits for a free slot.
+const MAX_TASKS_IN_FLIGHT: usize = 8;
 
 #[derive(Debug)]
 struct Config {
@@ -34,16 +50,30 @@ struct Config {
     workload: bool,
     check_catalog: bool,
     task_failure_rate: f64,
+    payment_failure_rate: f64,
+    peer_loss_rate: f64,
+    slow_wasm: Duration,
+    peers: u32,
+    data_dir: std::path::PathBuf,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: zerostate-node [--listen ADDR] [--no-workload] [--task-failure-rate F] [--check-catalog]\n\
+        "usage: zerostate-node [OPTIONS]\n\
          \n  --listen ADDR     address to serve on (env ZEROSTATE_LISTEN, default {DEFAULT_LISTEN})\
+         \n  --data-dir DIR    where receipts are stored (env ZEROSTATE_DATA_DIR,\
+         \n                    default <temp dir>/zerostate-node)\
+         \n  --peers N         peers in the simulated network (1..=64, default {DEFAULT_PEERS})\
          \n  --no-workload     do not run the built-in workload generator\
-         \n  --task-failure-rate F  fraction (0..1) of workload tasks that run a trapping module\
-         \n                    (default {DEFAULT_TASK_FAILURE_RATE})\
-         \n  --check-catalog   compare the catalog with the code's metrics, print the report and exit"
+         \n  --check-catalog   compare the catalog with the code's metrics, print the report and exit\
+         \n\nfault injection (each drives alerts of monitoring/prometheus/rules):\
+         \n  --task-failure-rate F     fraction (0..1) of tasks that run a trapping module\
+         \n                            (default {DEFAULT_TASK_FAILURE_RATE})\
+         \n  --payment-failure-rate F  fraction (0..1) of channel payments that fail\
+         \n                            (default {DEFAULT_PAYMENT_FAILURE_RATE})\
+         \n  --peer-loss-rate F        chance (0..1) per round that a connected peer is lost\
+         \n                            (default {DEFAULT_PEER_LOSS_RATE})\
+         \n  --slow-wasm-ms N          host time added to every WASM run (default 0)"
     );
     std::process::exit(2)
 }
@@ -54,18 +84,58 @@ fn parse_args() -> Config {
     let mut workload = true;
     let mut check_catalog = false;
     let mut task_failure_rate = DEFAULT_TASK_FAILURE_RATE;
+    let mut payment_failure_rate = DEFAULT_PAYMENT_FAILURE_RATE;
+    let mut peer_loss_rate = DEFAULT_PEER_LOSS_RATE;
+    let mut slow_wasm = Duration::ZERO;
+    let mut peers = DEFAULT_PEERS;
+    let mut data_dir = std::env::var_os("ZEROSTATE_DATA_DIR")
+        .map_or_else(|| std::env::temp_dir().join("zerostate-node"), Into::into);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
+        let mut value = |name: &str| {
+            let value = args.next().unwrap_or_else(|| {
+                eprintln!("{name} needs a value");
+                usage()
+            });
+            (value, name.to_owned())
+        };
+        let rate = |(value, name): (String, String)| {
+            parse_rate(&value).unwrap_or_else(|e| {
+                eprintln!("invalid {name} `{value}`: {e}");
+                usage()
+            })
+        };
         match arg.as_str() {
-            "--listen" => listen = args.next().unwrap_or_else(|| usage()),
+            "--listen" => listen = value("--listen").0,
+            "--data-dir" => data_dir = value("--data-dir").0.into(),
             "--no-workload" => workload = false,
             "--check-catalog" => check_catalog = true,
-            "--task-failure-rate" => {
-                let value = args.next().unwrap_or_else(|| usage());
-                task_failure_rate = parse_rate(&value).unwrap_or_else(|e| {
-                    eprintln!("invalid --task-failure-rate `{value}`: {e}");
-                    usage()
-                });
+            "--task-failure-rate" => task_failure_rate = rate(value("--task-failure-rate")),
+            "--payment-failure-rate" => {
+                payment_failure_rate = rate(value("--payment-failure-rate"));
+            }
+            "--peer-loss-rate" => peer_loss_rate = rate(value("--peer-loss-rate")),
+            "--slow-wasm-ms" => {
+                let (v, _) = value("--slow-wasm-ms");
+                slow_wasm = match v.parse::<u64>() {
+                    Ok(ms) if ms <= 600_000 => Duration::from_millis(ms),
+                    _ => {
+                        eprintln!(
+                            "invalid --slow-wasm-ms `{v}`: a whole number of ms up to 600000"
+                        );
+                        usage()
+                    }
+                };
+            }
+            "--peers" => {
+                let (v, _) = value("--peers");
+                peers = match v.parse::<u32>() {
+                    Ok(n) if (1..=64).contains(&n) => n,
+                    _ => {
+                        eprintln!("invalid --peers `{v}`: a number from 1 to 64");
+                        usage()
+                    }
+                };
             }
             "-h" | "--help" => usage(),
             other => {
@@ -83,6 +153,11 @@ fn parse_args() -> Config {
         workload,
         check_catalog,
         task_failure_rate,
+        payment_failure_rate,
+        peer_loss_rate,
+        slow_wasm,
+        peers,
+        data_dir,
     }
 }
 
@@ -105,6 +180,13 @@ struct Task {
     fuel: u64,
 }
 
+impl Task {
+    /// The most the task's creator pays for it.
+    fn budget(&self) -> u64 {
+        100 + (self.id % 9) * 100
+    }
+}
+
 /// One executed task: what happened and the node's signed receipt for it.
 #[derive(Debug)]
 struct Report {
@@ -115,18 +197,91 @@ struct Report {
 struct Node {
     runtime: Runtime,
     signer: ReceiptSigner,
+    network: Network,
+    guilds: Guilds,
+    economy: Economy,
+    storage: Storage,
     completed: AtomicU64,
     failed: AtomicU64,
 }
 
 impl Node {
-    fn new(runtime: Runtime, signer: ReceiptSigner) -> Self {
+    fn new(
+        runtime: Runtime,
+        signer: ReceiptSigner,
+        network: Network,
+        economy: Economy,
+        storage: Storage,
+    ) -> Self {
         Node {
             runtime,
             signer,
+            network,
+            guilds: Guilds::new(),
+            economy,
+            storage,
             completed: AtomicU64::new(0),
             failed: AtomicU64::new(0),
         }
+    }
+
+    /// One round of upkeep: the network, the guilds and the economy.
+    fn maintain(&self, round: u64) {
+        self.network.tick();
+        if round % 10 == 1 {
+            self.guilds.maintain(&self.network.connected());
+        }
+        self.economy.tick();
+    }
+
+    /// A task the whole way: announced over the network, taken by a guild, auctioned
+    /// among the guild's members, executed, receipted, stored, paid and recorded.
+    fn run_task(&self, task: Task) {
+        metrics::counter!("zerostate_tasks_submitted_total").increment(1);
+        let Some(members) = self.guilds.assign(task.id) else {
+            tracing::warn!(task.id = task.id, "no guild to take the task");
+            return;
+        };
+        let announcement = serde_json::json!({
+            "task_id": task.id,
+            "program": format!("{:?}", task.program),
+            "fuel": task.fuel,
+        });
+        let heard = self
+            .network
+            .announce(task.id, announcement.to_string().as_bytes());
+        let bidders: Vec<_> = heard.into_iter().filter(|p| members.contains(p)).collect();
+        let award = match self.economy.auction(task.id, task.budget(), &bidders) {
+            Ok(award) => award,
+            Err(e) => {
+                tracing::info!(task.id = task.id, error = %e, "task not awarded");
+                return;
+            }
+        };
+        let started = std::time::Instant::now();
+        let (success, fuel_used, receipt_verified) = match self.execute(task) {
+            Ok(report) => {
+                if let Err(e) = self.storage.append(&report.receipt) {
+                    tracing::error!(task.id = task.id, error = %e, "receipt not stored");
+                }
+                let fuel = match &report.result {
+                    Ok(e) => e.fuel_used,
+                    Err(e) => e.fuel_used(),
+                };
+                (report.result.is_ok(), fuel, true)
+            }
+            Err(e) => {
+                tracing::error!(task.id = task.id, error = %e, "receipt failed");
+                (false, 0, false)
+            }
+        };
+        let result = TaskResult {
+            success,
+            receipt_verified,
+            fuel_used,
+            duration: started.elapsed(),
+        };
+        self.economy.complete(&award, &result);
     }
 
     /// Executes a task in the WASM runtime, then signs and checks its receipt.
@@ -189,21 +344,27 @@ fn workload_task(id: u64, failure_rate: f64) -> Task {
     }
 }
 
+/// A task every 20 ms, run on the blocking pool (at most `MAX_TASKS_IN_FLIGHT` at once,
+/// so a slow WASM run slows the workload down instead of piling up), with a round of
+/// network, guild and economy upkeep before each.
 async fn workload(node: Arc<Node>, failure_rate: f64) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_TASKS_IN_FLIGHT));
     let mut id = 0u64;
     let mut tick = tokio::time::interval(Duration::from_millis(20));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         id += 1;
-        match node.execute(workload_task(id, failure_rate)) {
-            Ok(report) => tracing::debug!(
-                task.id = id,
-                fuel.used = report.receipt.receipt.fuel_used,
-                signature = %report.receipt.signature,
-                "receipt signed and verified"
-            ),
-            Err(e) => tracing::error!(task.id = id, error = %e, "receipt failed"),
-        }
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let node = node.clone();
+        let task = workload_task(id, failure_rate);
+        node.maintain(id);
+        tokio::task::spawn_blocking(move || {
+            node.run_task(task);
+            drop(slot);
+        });
     }
 }
 
@@ -250,6 +411,10 @@ async fn main() {
         }
     };
     let runtime = match Runtime::new() {
+        Ok(r) => Ok(r.with_host_delay(config.slow_wasm)),
+        Err(e) => Err(e),
+    };
+    let runtime = match runtime {
         Ok(r) => r,
         Err(e) => {
             eprintln!("cannot start the WASM runtime: {e}");
@@ -264,7 +429,29 @@ async fn main() {
         }
     };
     let public_key = wasm::hex(signer.verifying_key().as_bytes());
-    let node = Arc::new(Node::new(runtime, signer));
+    let storage = match Storage::open(&config.data_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!(
+                "cannot open the data directory {}: {e}",
+                config.data_dir.display()
+            );
+            std::process::exit(1);
+        }
+    };
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let network = Network::new(NetworkConfig {
+        peers: config.peers,
+        peer_loss_rate: config.peer_loss_rate,
+        seed,
+    });
+    let economy = Economy::new(EconomyConfig {
+        payment_failure_rate: config.payment_failure_rate,
+        seed: seed.rotate_left(17),
+    });
+    let node = Arc::new(Node::new(runtime, signer, network, economy, storage));
     let health = match health_registry(node.clone()) {
         Ok(h) => h,
         Err(e) => {
@@ -310,7 +497,16 @@ async fn main() {
     // First stderr line, for tests and scripts that pass port 0.
     eprintln!("LISTENING {addr}");
     tracing::info!(%public_key, "receipts are signed with this ed25519 key");
-    tracing::info!(%addr, task_failure_rate = config.task_failure_rate, workload = config.workload, "zerostate-node listening; metrics at /metrics");
+    tracing::info!(
+        %addr,
+        workload = config.workload,
+        task_failure_rate = config.task_failure_rate,
+        payment_failure_rate = config.payment_failure_rate,
+        peer_loss_rate = config.peer_loss_rate,
+        slow_wasm_ms = config.slow_wasm.as_millis() as u64,
+        data_dir = %config.data_dir.display(),
+        "zerostate-node listening; metrics at /metrics"
+    );
     if config.workload {
         tokio::spawn(workload(node, config.task_failure_rate));
     }
@@ -328,36 +524,57 @@ async fn main() {
     }
 }
 
-/// The node's health checks: the workload is alive (liveness), the task executor
-/// runs a known task correctly (startup and readiness).
+/// The node's health checks (seed 000 task 13): the process is alive (liveness, never
+/// depending on anything outside it); P2P connectivity, storage, payment channel state,
+/// the guild manager and the WASM runtime (readiness); the WASM runtime warmed up
+/// (startup). Readiness checks run in the background every 2 s, so probes never wait.
 fn health_registry(node: Arc<Node>) -> Result<HealthRegistry, zs_observe_health::BuildError> {
-    let executor = node.clone();
+    /// A readiness check of one of the node's subsystems.
+    fn subsystem(name: &str, node: &Arc<Node>, check: fn(&Node) -> CheckResult) -> CheckSpec {
+        let node = node.clone();
+        CheckSpec::readiness(
+            name,
+            check_fn(move || {
+                let node = node.clone();
+                async move { check(&node) }
+            }),
+        )
+        .with_component_type("component")
+    }
+    let warmup = node.clone();
     HealthRegistry::builder()
         .with_namespace("zerostate")
         .with_service_id("zerostate-node")
         .with_version(env!("CARGO_PKG_VERSION"))
         .with_refresh_interval(Duration::from_secs(2))
         .with_liveness_check("process:alive", check_fn(|| async { CheckResult::pass() }))
+        .with_check(subsystem("wasm:runtime", &node, |node| {
+            // A fixed task with a known answer: the executor works.
+            match node.probe() {
+                Ok(used) => CheckResult::pass().with_observed(used, "fuel"),
+                Err(e) => CheckResult::fail(e),
+            }
+        }))
+        .with_check(subsystem("p2p:connectivity", &node, |node| {
+            node.network.health()
+        }))
+        .with_check(subsystem("guilds:manager", &node, |node| {
+            node.guilds.health()
+        }))
+        .with_check(subsystem("payments:channels", &node, |node| {
+            node.economy.health()
+        }))
         .with_check(
             CheckSpec::readiness(
-                "wasm:runtime",
-                check_fn(move || {
-                    let node = executor.clone();
-                    async move {
-                        // A fixed task with a known answer: the executor works.
-                        match node.probe() {
-                            Ok(used) => CheckResult::pass().with_observed(used, "fuel"),
-                            Err(e) => CheckResult::fail(e),
-                        }
-                    }
-                }),
+                "storage:receipts",
+                zs_observe_health::dir_writable(node.storage.dir()),
             )
-            .with_component_type("component"),
+            .with_component_type("datastore"),
         )
         .with_startup_check(
             "wasm:warmup",
             check_fn(move || {
-                let node = node.clone();
+                let node = warmup.clone();
                 async move {
                     match node.probe() {
                         Ok(_) => CheckResult::pass(),
@@ -405,9 +622,20 @@ mod tests {
     use super::*;
 
     fn node() -> Node {
+        let dir = std::env::temp_dir().join(format!("zerostate-node-unit-{}", std::process::id()));
         Node::new(
             Runtime::new().expect("runtime"),
             ReceiptSigner::from_seed([1; 32]),
+            Network::new(NetworkConfig {
+                peers: 8,
+                peer_loss_rate: 0.0,
+                seed: 1,
+            }),
+            Economy::new(EconomyConfig {
+                payment_failure_rate: 0.0,
+                seed: 2,
+            }),
+            Storage::open(&dir).expect("storage"),
         )
     }
 

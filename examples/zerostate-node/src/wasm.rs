@@ -6,6 +6,7 @@
 //! linear memory as `memory`.
 
 use std::fmt;
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use wasmi::core::TrapCode;
@@ -128,7 +129,6 @@ impl ExecError {
     }
 
     /// Fuel consumed before the failure.
-    #[cfg(test)]
     pub(crate) fn fuel_used(&self) -> u64 {
         match self {
             ExecError::Invalid(_) => 0,
@@ -170,6 +170,8 @@ pub(crate) struct LoadedModule {
 pub(crate) struct Runtime {
     engine: Engine,
     programs: Vec<LoadedModule>,
+    /// Host time added to every run (the `--slow-wasm-ms` fault).
+    host_delay: Duration,
 }
 
 struct TaskState {
@@ -188,7 +190,18 @@ impl Runtime {
                 .map_err(|e| ExecError::Invalid(format!("{program:?}: {e}")))?;
             programs.push(load(&engine, &wasm)?);
         }
-        Ok(Runtime { engine, programs })
+        Ok(Runtime {
+            engine,
+            programs,
+            host_delay: Duration::ZERO,
+        })
+    }
+
+    /// Adds `delay` of host time to every run: a slow host call, for driving the
+    /// task-duration alerts (`--slow-wasm-ms`).
+    pub(crate) fn with_host_delay(mut self, delay: Duration) -> Self {
+        self.host_delay = delay;
+        self
     }
 
     /// Validates and compiles a module binary (tasks that bring their own module
@@ -242,6 +255,9 @@ impl Runtime {
             Ok(pair) => pair,
             Err(e) => (None, Err(e)),
         };
+        if !self.host_delay.is_zero() {
+            std::thread::sleep(self.host_delay);
+        }
         let memory_bytes = memory.map_or(0, |m| m.data_size(&store) as u64);
         let fuel_used = meter(&store, fuel);
         metrics::histogram!("zerostate_wasm_memory_bytes").record(memory_bytes as f64);
@@ -272,6 +288,11 @@ impl Runtime {
             Ok(_) => "ok",
             Err(e) => e.exit_label(),
         };
+        if let Err(ExecError::OutOfFuel { fuel_used, .. }) = &result {
+            // The run was stopped by its budget: its cost is capped there.
+            metrics::histogram!("zerostate_task_cost_units", "type" => "capped")
+                .record(*fuel_used as f64);
+        }
         metrics::counter!("zerostate_wasm_exit_codes_total", "exit" => exit).increment(1);
         result
     }
