@@ -469,16 +469,38 @@ async fn main() {
 
     if config.check_catalog {
         // Call sites register at link time; the exposition adds what the runtime, the
-        // HTTP layer and the health checks record once one request has been served.
+        // HTTP layer and the health checks record once one request has been served, and
+        // what the domain records as the workload runs: run it (at most 30 s) until
+        // every catalog metric has a series.
         let probe = self_probe(app.clone()).await;
         if let Err(e) = probe {
             eprintln!("self probe failed: {e}");
             std::process::exit(1);
         }
-        let report = zs_observe::coverage::report(
-            telemetry.catalog().expect("installed with a catalog"),
-            &telemetry.render(),
-        );
+        let Some(catalog) = telemetry.catalog() else {
+            eprintln!("telemetry was installed without its catalog");
+            std::process::exit(1);
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut round = 0;
+        let report = loop {
+            let report = zs_observe::coverage::report(catalog, &telemetry.render());
+            if report.is_empty() || std::time::Instant::now() >= deadline {
+                break report;
+            }
+            let node = node.clone();
+            let rate = config.task_failure_rate;
+            round = tokio::task::spawn_blocking(move || {
+                for id in round + 1..=round + 25 {
+                    node.maintain(id);
+                    node.run_task(workload_task(id, rate));
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                round + 25
+            })
+            .await
+            .unwrap_or(round + 25);
+        };
         println!("{report}");
         std::process::exit(i32::from(!report.is_empty()));
     }

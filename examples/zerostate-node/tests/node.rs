@@ -2,62 +2,12 @@
 //! with injected trapping tasks, and serves a clean Prometheus exposition with the
 //! outcomes of real executions and receipts.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::Command;
 use std::time::Duration;
 
-/// Kills the node when the test ends, however it ends.
-struct Node(Child);
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts the node on port 0 and returns it with the address it bound.
-fn start(args: &[&str]) -> (Node, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_zerostate-node"))
-        .args(["--listen", "127.0.0.1:0"])
-        .args(args)
-        .env_remove("OTEL_SERVICE_NAME")
-        .env_remove("ZEROSTATE_LISTEN")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("node starts");
-    let stderr = child.stderr.take().expect("piped stderr");
-    let node = Node(child);
-    let mut lines = BufReader::new(stderr).lines();
-    let mut addr = None;
-    for line in lines.by_ref().take(200) {
-        let line = line.expect("stderr is text");
-        if let Some(a) = line.strip_prefix("LISTENING ") {
-            addr = Some(a.to_owned());
-            break;
-        }
-    }
-    let addr = addr.expect("a LISTENING line on stderr");
-    // Keep draining stderr so the node never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (node, addr)
-}
-
-/// GET `path` over HTTP/1.0 (close-delimited body); returns status line and body.
-fn get(addr: &str, path: &str) -> (String, String) {
-    let mut stream = TcpStream::connect(addr).expect("connects");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("request");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("response");
-    let (head, body) = response.split_once("\r\n\r\n").expect("head and body");
-    let status = head.lines().next().unwrap_or_default().to_owned();
-    (status, body.to_owned())
-}
+use common::{get, start};
 
 /// The value of the first sample of `metric` whose labels contain every one of `labels`.
 fn sample(exposition: &str, metric: &str, labels: &[&str]) -> Option<f64> {
@@ -86,19 +36,20 @@ fn workload_executes_real_wasm_with_receipts_and_a_clean_exposition() {
     let tasks = "zerostate_tasks_executed_total";
     let errors = sample(&body, tasks, &[r#"outcome="error""#]).expect("errors");
     let oks = sample(&body, tasks, &[r#"outcome="ok""#]).expect("oks");
-    // (A scrape can land between two recordings of a running task: allow one task.)
-    assert!((errors - (traps + out_of_fuel)).abs() <= 1.0, "{body}");
-    assert!((oks - ok).abs() <= 1.0, "{body}");
+    // A scrape can land between two recordings of a running task: allow one per
+    // task slot of the workload (8) and the health probe.
+    assert!((errors - (traps + out_of_fuel)).abs() <= 9.0, "{body}");
+    assert!((oks - ok).abs() <= 9.0, "{body}");
 
     // Every task has a generated, signed and verified receipt; none was rejected.
     let receipts = "zerostate_receipts_total";
     let generated = sample(&body, receipts, &[r#"status="generated""#]).expect("generated");
     assert!(
-        (generated - (ok + traps + out_of_fuel)).abs() <= 1.0,
+        (generated - (ok + traps + out_of_fuel)).abs() <= 9.0,
         "{body}"
     );
     let verified = sample(&body, receipts, &[r#"status="verified""#]).expect("verified");
-    assert!(generated - verified <= 1.0 && verified > 0.0, "{body}");
+    assert!(generated - verified <= 9.0 && verified > 0.0, "{body}");
     assert_eq!(sample(&body, receipts, &[r#"status="rejected""#]), None);
 
     // Fuel and memory of real runs: the probe's sum of 1..=1000 costs 5,007 fuel.
@@ -111,27 +62,9 @@ fn workload_executes_real_wasm_with_receipts_and_a_clean_exposition() {
         "{body}"
     );
 
-    // scripts/test.sh installs promtool; without it this test fails rather than skips.
-    let mut check = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool is required (Debian package `prometheus`; scripts/test.sh installs it)");
-    check
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(body.as_bytes())
-        .expect("exposition written");
-    let out = check.wait_with_output().expect("promtool ends");
-    assert!(
-        out.status.success(),
-        "promtool:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // Fails, rather than skips, without promtool (scripts/test.sh installs it).
+    let complaints = zs_observe_tests::promtool_check_metrics(&body);
+    assert!(complaints.trim().is_empty(), "promtool:\n{complaints}");
 }
 
 #[test]
