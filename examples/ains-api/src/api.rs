@@ -183,6 +183,9 @@ struct NewAgent {
     name: String,
     #[serde(default = "half")]
     trust_score: f64,
+    /// The agent's credential; stored, never served, redacted in logs and spans.
+    #[serde(default)]
+    api_key: Option<String>,
 }
 
 fn half() -> f64 {
@@ -195,7 +198,7 @@ async fn register_agent(
     body: std::result::Result<Json<NewAgent>, JsonRejection>,
 ) -> Result<Response> {
     let Json(new) = body?;
-    let agent = app.register_agent(&new.name, new.trust_score)?;
+    let agent = app.register_agent(&new.name, new.trust_score, new.api_key.as_deref())?;
     Ok((StatusCode::CREATED, Json(agent)).into_response())
 }
 

@@ -1,5 +1,7 @@
 //! The in-process cache for GETs: a map with a time to live per entry and least
-//! recently used eviction past its capacity.
+//! recently used eviction past its capacity. Each operation runs in a `cache.get`,
+//! `cache.put` or `cache.invalidate` span (level debug) with `cache.key`; `cache.get`
+//! also records `cache.hit`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -57,9 +59,12 @@ impl Cache {
 
     /// The fresh value under `key`, if any; counts a hit or a miss.
     #[instrumented(
-        span = false,
+        span = "cache.get",
+        level = "debug",
         histogram = "ains_cache_operation_duration_seconds",
-        labels(operation = "get")
+        labels(operation = "get"),
+        fields(cache.key = key, cache.hit),
+        skip(self, key)
     )]
     pub(crate) fn get(&self, key: &str) -> Option<String> {
         let mut inner = self.inner.lock().ok()?;
@@ -79,6 +84,7 @@ impl Cache {
         };
         let len = inner.map.len();
         drop(inner);
+        tracing::Span::current().record("cache.hit", found.is_some());
         if found.is_some() {
             self.hits.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("ains_cache_hits_total").increment(1);
@@ -92,9 +98,12 @@ impl Cache {
 
     /// Stores `value` under `key`, evicting the least recently used entry when full.
     #[instrumented(
-        span = false,
+        span = "cache.put",
+        level = "debug",
         histogram = "ains_cache_operation_duration_seconds",
-        labels(operation = "put")
+        labels(operation = "put"),
+        fields(cache.key = key.as_str()),
+        skip(self, key, value)
     )]
     pub(crate) fn put(&self, key: String, value: String) {
         let Ok(mut inner) = self.inner.lock() else {
@@ -127,9 +136,12 @@ impl Cache {
 
     /// Drops `key` (after a write to what it caches).
     #[instrumented(
-        span = false,
+        span = "cache.invalidate",
+        level = "debug",
         histogram = "ains_cache_operation_duration_seconds",
-        labels(operation = "invalidate")
+        labels(operation = "invalidate"),
+        fields(cache.key = key),
+        skip(self, key)
     )]
     pub(crate) fn invalidate(&self, key: &str) {
         let Ok(mut inner) = self.inner.lock() else {

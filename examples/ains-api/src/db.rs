@@ -48,7 +48,8 @@ CREATE TABLE IF NOT EXISTS agents (
     name TEXT NOT NULL,
     trust_score REAL NOT NULL DEFAULT 0.5,
     last_heartbeat REAL NOT NULL,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    api_key TEXT
 );
 CREATE TABLE IF NOT EXISTS chains (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -106,6 +107,15 @@ impl Db {
         };
         conn.execute_batch("PRAGMA foreign_keys = ON;")?;
         conn.execute_batch(SCHEMA)?;
+        // Database files created before agents had API keys.
+        let has_key: bool = conn.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('agents') WHERE name = 'api_key'",
+            [],
+            |r| r.get(0),
+        )?;
+        if !has_key {
+            conn.execute_batch("ALTER TABLE agents ADD COLUMN api_key TEXT;")?;
+        }
         metrics::gauge!("ains_db_connections_max").set(1.0);
         metrics::gauge!("ains_db_connections_active").set(0.0);
         Ok(Db {

@@ -2,7 +2,8 @@
 //! `--debug`: `GET /debug/profile/cpu?seconds=N` samples the process's stacks for N
 //! seconds (1 to 60, default 10) and answers a flame graph (SVG);
 //! `GET /debug/profile/memory` answers the process's memory figures and the sizes of
-//! the cache and the database. Without `--debug`, both answer 403.
+//! the cache and the database. Without `--debug` the routes are not registered at all:
+//! both answer the API's plain 404 (`{"error": "no such route"}`), as any unknown path.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -27,29 +28,24 @@ const MAX_SECONDS: u64 = 60;
 #[derive(Debug)]
 struct Debug {
     app: Arc<App>,
-    enabled: bool,
     /// One CPU profile at a time: the profiler is process-wide.
     profiling: AtomicBool,
 }
 
-/// The `/debug/profile/*` routes; they answer 403 unless `enabled`.
+/// The `/debug/profile/*` routes when `enabled`; otherwise no route at all, so that
+/// a probe cannot even tell that profiling exists.
 pub(crate) fn router(app: Arc<App>, enabled: bool) -> Router {
+    if !enabled {
+        return Router::new();
+    }
     let state = Arc::new(Debug {
         app,
-        enabled,
         profiling: AtomicBool::new(false),
     });
     Router::new()
         .route("/debug/profile/cpu", get(cpu))
         .route("/debug/profile/memory", get(memory))
         .with_state(state)
-}
-
-fn forbidden() -> ApiError {
-    ApiError::new(
-        StatusCode::FORBIDDEN,
-        "profiling is only available when the service runs with --debug",
-    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -72,9 +68,6 @@ async fn cpu(
     State(debug): State<Arc<Debug>>,
     query: Result<Query<CpuQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    if !debug.enabled {
-        return Err(forbidden());
-    }
     let Query(q) = query?;
     let seconds = q.seconds.unwrap_or(10);
     if !(1..=MAX_SECONDS).contains(&seconds) {
@@ -151,9 +144,6 @@ fn proc_status() -> serde_json::Map<String, serde_json::Value> {
 
 #[instrumented(span = "debug.profile.memory", skip_all)]
 async fn memory(State(debug): State<Arc<Debug>>) -> Result<Response, ApiError> {
-    if !debug.enabled {
-        return Err(forbidden());
-    }
     let app = &debug.app;
     let db_bytes = app
         .db

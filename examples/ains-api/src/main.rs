@@ -28,6 +28,11 @@ use crate::db::Db;
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
 
+/// Which spans reach the OTLP exporter (when `OTEL_EXPORTER_OTLP_ENDPOINT` is set):
+/// the service's own debug-level spans (`db.query`, `cache.*`, `scheduler.tick`) too.
+/// `AINS_TRACE_FILTER` replaces it; the log level (`RUST_LOG`) is separate.
+const DEFAULT_TRACE_FILTER: &str = "info,ains_api=debug";
+
 #[derive(Debug)]
 struct Config {
     listen: SocketAddr,
@@ -129,6 +134,9 @@ async fn main() {
         .with_service_name("ains-api")
         .with_namespace("ains")
         .with_version(env!("CARGO_PKG_VERSION"))
+        .with_trace_filter(
+            std::env::var("AINS_TRACE_FILTER").unwrap_or_else(|_| DEFAULT_TRACE_FILTER.to_owned()),
+        )
         .install()
         .unwrap_or_else(|e| fail("cannot start telemetry", e));
 

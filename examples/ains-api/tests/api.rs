@@ -1,13 +1,15 @@
 //! The AINS API end to end: the real binary on a loopback port, driven with a real HTTP
 //! client (good and bad requests), then its `/metrics` checked against the catalog
-//! (monitoring/catalog/ains.toml) and by `promtool check metrics`.
+//! (monitoring/catalog/ains.toml) and by `promtool check metrics`; its spans checked in a
+//! real OTLP receiver and its JSON logs on stdout.
+
+mod common;
 
 use std::process::Stdio;
-use std::time::Duration;
 
+use common::{bad, send, start, wait_for};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 const CATALOG: &str = include_str!("../../../monitoring/catalog/ains.toml");
 
@@ -28,89 +30,6 @@ fn catalog_coverage_is_complete() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(report.trim(), "catalog and code agree");
-}
-
-/// The running binary; killed when dropped.
-struct Server {
-    _child: tokio::process::Child,
-    base: String,
-}
-
-async fn start(extra: &[&str]) -> Server {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ains-api"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--tick-ms",
-            "100",
-            "--task-timeout-secs",
-            "1",
-        ])
-        .args(extra)
-        .env_remove("OTEL_SERVICE_NAME")
-        .env_remove("AINS_LISTEN")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("ains-api starts");
-    let stderr = child.stderr.take().expect("piped stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("a first stderr line within 30 s")
-        .expect("stderr readable")
-        .expect("a first stderr line");
-    let addr = first
-        .strip_prefix("LISTENING ")
-        .unwrap_or_else(|| panic!("first stderr line is `LISTENING <addr>`, got {first:?}"))
-        .to_owned();
-    // Keep draining stderr so the child never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Server {
-        _child: child,
-        base: format!("http://{addr}"),
-    }
-}
-
-async fn send(
-    client: &reqwest::Client,
-    req: reqwest::RequestBuilder,
-    expected: StatusCode,
-) -> Value {
-    let _ = client;
-    let res = req.send().await.expect("request sent");
-    let status = res.status();
-    let text = res.text().await.expect("body read");
-    assert_eq!(status, expected, "body: {text}");
-    if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("JSON body ({e}): {text}"))
-    }
-}
-
-/// Asserts a 4xx answer carries `{"error": "..."}`.
-async fn bad(client: &reqwest::Client, req: reqwest::RequestBuilder, expected: StatusCode) {
-    let body = send(client, req, expected).await;
-    let reason = body["error"].as_str().unwrap_or_default();
-    assert!(
-        !reason.is_empty(),
-        "a JSON error reason for {expected}: {body}"
-    );
-}
-
-/// Polls `url` until `done` holds for its JSON body, for at most 10 s.
-async fn wait_for(client: &reqwest::Client, url: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let mut last = Value::Null;
-    for _ in 0..100 {
-        last = send(client, client.get(url), StatusCode::OK).await;
-        if done(&last) {
-            return last;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{url} never reached the expected state; last: {last}");
 }
 
 fn catalog_metrics() -> Vec<(String, String)> {
@@ -437,21 +356,17 @@ async fn api_end_to_end_with_metrics() {
     )
     .await;
 
-    // Profiling needs --debug.
-    bad(
-        &c,
-        c.get(format!("{base}/debug/profile/memory")),
-        StatusCode::FORBIDDEN,
-    )
-    .await;
-    bad(
-        &c,
-        c.get(format!("{base}/debug/profile/cpu?seconds=1")),
-        StatusCode::FORBIDDEN,
-    )
-    .await;
+    // Without --debug the profiling routes do not exist: the plain 404 of any unknown path.
+    for path in [
+        "/debug/profile/memory",
+        "/debug/profile/cpu?seconds=1",
+        "/debug/profile/cpu?seconds=0",
+    ] {
+        let body = send(&c, c.get(format!("{base}{path}")), StatusCode::NOT_FOUND).await;
+        assert_eq!(body, json!({"error": "no such route"}), "{path}");
+    }
 
-    // Health.
+    // Health: the database and the cache are checked.
     for probe in ["live", "ready", "startup", "detail"] {
         let res = c
             .get(format!("{base}/health/{probe}"))
@@ -459,6 +374,26 @@ async fn api_end_to_end_with_metrics() {
             .await
             .expect("probe");
         assert_eq!(res.status(), StatusCode::OK, "/health/{probe}");
+        let body: Value = res.json().await.expect("health JSON");
+        assert_eq!(body["status"], "pass", "/health/{probe}: {body}");
+        let checks = &body["checks"];
+        let expected: &[&str] = match probe {
+            "live" => &["process:alive"],
+            "ready" => &["sqlite:select", "cache:entries"],
+            "startup" => &["sqlite:schema"],
+            _ => &[
+                "process:alive",
+                "sqlite:select",
+                "cache:entries",
+                "sqlite:schema",
+            ],
+        };
+        for check in expected {
+            assert_eq!(
+                checks[check][0]["status"], "pass",
+                "/health/{probe} has {check}: {body}"
+            );
+        }
     }
 
     // More agents than the 100 values `agent_id` may take: the guard collapses the rest.
@@ -552,6 +487,15 @@ async fn api_end_to_end_with_metrics() {
         value_of("ains_agent_trust_score", &["agent_id=\"_overflow\""]).is_some(),
         "the overflow series"
     );
+    assert!(
+        !samples.iter().any(|l| l.contains("route=\"/debug/profile")),
+        "no profiling route exists without --debug"
+    );
+    // The coverage report of this scrape, both ways: no catalog metric without a series,
+    // no series outside the catalog.
+    let parsed = zs_observe::catalog::Catalog::parse(CATALOG, "ains.toml").expect("the catalog");
+    let report = zs_observe::coverage::report(&parsed, &exposition);
+    assert!(report.is_empty(), "coverage report:\n{report}");
     let complaints = zs_observe_tests::promtool_check_metrics(&exposition);
     assert!(
         complaints.trim().is_empty(),
@@ -594,6 +538,18 @@ async fn workload_and_profiling_with_debug() {
     bad(
         &c,
         c.get(format!("{base}/debug/profile/cpu?seconds=x")),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    bad(
+        &c,
+        c.get(format!("{base}/debug/profile/cpu?seconds=61")),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    bad(
+        &c,
+        c.get(format!("{base}/debug/profile/cpu?sconds=1")),
         StatusCode::BAD_REQUEST,
     )
     .await;

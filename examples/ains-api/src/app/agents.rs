@@ -7,22 +7,31 @@ use super::*;
 use crate::db::Op;
 
 impl App {
-    /// Registers an agent; it is active (and gets tasks) right away.
+    /// Registers an agent; it is active (and gets tasks) right away. Its parameters are
+    /// span fields, `api_key` included: the runtime redacts it in logs and spans.
     #[instrumented(
         span = "agent.register",
         counter = "ains_agent_registrations_total",
         skip(self),
         err(level = "info")
     )]
-    pub(crate) fn register_agent(&self, name: &str, trust_score: f64) -> Result<Agent, AppError> {
+    pub(crate) fn register_agent(
+        &self,
+        name: &str,
+        trust_score: f64,
+        api_key: Option<&str>,
+    ) -> Result<Agent, AppError> {
         check_text("name", name)?;
         check_trust(trust_score)?;
+        if let Some(key) = api_key {
+            check_text("api_key", key)?;
+        }
         let t = now();
         let id = self.db.run(Op::Insert, |c| {
             c.execute(
-                "INSERT INTO agents (name, trust_score, last_heartbeat, created_at) \
-                 VALUES (?1, ?2, ?3, ?3)",
-                params![name, trust_score, t],
+                "INSERT INTO agents (name, trust_score, last_heartbeat, created_at, api_key) \
+                 VALUES (?1, ?2, ?3, ?3, ?4)",
+                params![name, trust_score, t, api_key],
             )?;
             Ok(c.last_insert_rowid())
         })?;
@@ -69,6 +78,7 @@ impl App {
             trust_score: r.get(2)?,
             last_heartbeat: last,
             active: last >= now() - self.agent_ttl.as_secs_f64(),
+            api_key_set: r.get(5)?,
             created_at: r.get(4)?,
         })
     }
@@ -78,7 +88,7 @@ impl App {
         self.db
             .run(Op::Select, |c| {
                 c.query_row(
-                    "SELECT id, name, trust_score, last_heartbeat, created_at FROM agents WHERE id = ?1",
+                    "SELECT id, name, trust_score, last_heartbeat, created_at, api_key IS NOT NULL FROM agents WHERE id = ?1",
                     [id],
                     |r| self.agent_from_row(r),
                 )
@@ -103,7 +113,7 @@ impl App {
         let limit = limit.clamp(1, MAX_BATCH);
         Ok(self.db.run(Op::Select, |c| {
             let mut stmt = c.prepare(
-                "SELECT id, name, trust_score, last_heartbeat, created_at FROM agents \
+                "SELECT id, name, trust_score, last_heartbeat, created_at, api_key IS NOT NULL FROM agents \
                  ORDER BY trust_score DESC, id ASC LIMIT ?1",
             )?;
             let rows = stmt.query_map([limit], |r| self.agent_from_row(r))?;

@@ -165,6 +165,8 @@ pub(crate) struct Agent {
     trust_score: f64,
     last_heartbeat: f64,
     active: bool,
+    /// Whether the agent registered an API key (the key itself is never served).
+    api_key_set: bool,
     created_at: f64,
 }
 
@@ -388,8 +390,8 @@ mod tests {
         let app = app();
         let queued = app.create_task(new_task("early")).expect("created");
         assert_eq!(queued.agent_id, None, "no agent yet: queued");
-        let low = app.register_agent("low", 0.2).expect("agent");
-        let high = app.register_agent("high", 0.9).expect("agent");
+        let low = app.register_agent("low", 0.2, None).expect("agent");
+        let high = app.register_agent("high", 0.9, Some("k")).expect("agent");
         let task = app.create_task(new_task("t")).expect("created");
         assert_eq!(task.agent_id, Some(high.id));
         app.heartbeat(low.id, 0.95).expect("heartbeat");
