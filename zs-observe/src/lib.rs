@@ -36,6 +36,12 @@ pub use telemetry::{InitError, Telemetry, TelemetryBuilder, TraceStats, DEFAULT_
 #[doc(inline)]
 pub use zs_observe_macros::instrumented;
 
+/// From `cargo add` to a function's series on `/metrics`, its span in Jaeger and its
+/// panel in Grafana (`docs/guide.md`; its examples are doc tests).
+///
+#[doc = include_str!("../../docs/guide.md")]
+pub mod guide {}
+
 /// The metric catalog (the `zs-observe-catalog` crate): its format, parser and naming rules.
 pub mod catalog {
     pub use zs_observe_catalog::*;
