@@ -56,7 +56,10 @@ fn usage() -> ! {
          \n  --task-timeout-secs N    a task running for N s is marked failed (default 300)\
          \n  --workload               drive the API with a built-in workload (agents, tasks, chains)\
          \n  --debug                  serve /debug/profile/cpu and /debug/profile/memory (env AINS_DEBUG=1)\
-         \n  --check-catalog          compare the catalog with the code's metrics, print the report and exit"
+         \n  --check-catalog          compare the catalog with the code's metrics, print the report and exit\
+         \n\nenvironment: OTEL_EXPORTER_OTLP_ENDPOINT (export spans over OTLP), OTEL_EXPORTER_OTLP_PROTOCOL,\
+         \n  OTEL_TRACES_SAMPLER[_ARG], OTEL_SERVICE_NAME, RUST_LOG (log level), ZS_LOG_FORMAT (json|console),\
+         \n  AINS_TRACE_FILTER (spans exported, default {DEFAULT_TRACE_FILTER})"
     );
     std::process::exit(2)
 }

@@ -47,11 +47,20 @@ pub(crate) async fn call(
 /// Drives the API at `addr` every `period` until the task is aborted at shutdown: three
 /// agents with heartbeats, a scheduled task, new tasks of every priority walked through
 /// their statuses (one in ten fails and is retried), a chain every 50 rounds, and an
-/// occasional bad request.
+/// occasional bad request. It only walks and heartbeats what it created itself (titles
+/// starting with `workload:`), so other clients of the same instance keep their tasks.
 pub(crate) async fn run(addr: SocketAddr, period: Duration) {
+    let mut agents = Vec::new();
     for (name, trust) in [("alpha", 0.6), ("beta", 0.75), ("gamma", 0.9)] {
-        let body = format!(r#"{{"name":"{name}","trust_score":{trust}}}"#);
-        let _ = call(addr, "POST", "/agents", Some(&body)).await;
+        let body = format!(r#"{{"name":"workload:{name}","trust_score":{trust}}}"#);
+        if let Ok((201, created)) = call(addr, "POST", "/agents", Some(&body)).await {
+            if let Some(id) = serde_json::from_str::<Value>(&created)
+                .ok()
+                .and_then(|v| v["id"].as_i64())
+            {
+                agents.push(id);
+            }
+        }
     }
     let _ = call(
         addr,
@@ -66,13 +75,13 @@ pub(crate) async fn run(addr: SocketAddr, period: Duration) {
     loop {
         tick.tick().await;
         round += 1;
-        if let Err(e) = one_round(addr, round).await {
+        if let Err(e) = one_round(addr, round, &agents).await {
             tracing::debug!(error = %e, "workload round failed");
         }
     }
 }
 
-async fn one_round(addr: SocketAddr, round: u64) -> Result<(), String> {
+async fn one_round(addr: SocketAddr, round: u64, agents: &[i64]) -> Result<(), String> {
     let priority = ["low", "normal", "high"][(round % 3) as usize];
     let body = format!(r#"{{"title":"workload:{round}","priority":"{priority}"}}"#);
     let (_, created) = call(addr, "POST", "/tasks", Some(&body)).await?;
@@ -83,10 +92,15 @@ async fn one_round(addr: SocketAddr, round: u64) -> Result<(), String> {
         call(addr, "GET", &format!("/tasks/{id}"), None).await?;
         call(addr, "GET", &format!("/tasks/{id}"), None).await?;
     }
-    // Walk up to five pending tasks (ours, chain steps, scheduled runs) to an end.
-    let (_, pending) = call(addr, "GET", "/tasks?status=pending&limit=5", None).await?;
+    // Walk up to five of our pending tasks (ours, chain steps, scheduled runs) to an end.
+    let (_, pending) = call(addr, "GET", "/tasks?status=pending&limit=50", None).await?;
     let pending: Vec<Value> = serde_json::from_str(&pending).unwrap_or_default();
-    for task in pending.iter().take(5) {
+    let ours = pending.iter().filter(|t| {
+        t["title"]
+            .as_str()
+            .is_some_and(|title| title.starts_with("workload:"))
+    });
+    for task in ours.take(5) {
         let Some(id) = task["id"].as_i64() else {
             continue;
         };
@@ -106,8 +120,8 @@ async fn one_round(addr: SocketAddr, round: u64) -> Result<(), String> {
         }
     }
     if round % 20 == 0 {
-        for agent in 1..=3u64 {
-            let trust = 0.5 + ((round / 20 + agent) % 5) as f64 / 10.0;
+        for (n, agent) in (1u64..).zip(agents) {
+            let trust = 0.5 + ((round / 20 + n) % 5) as f64 / 10.0;
             let body = format!(r#"{{"trust_score":{trust}}}"#);
             call(
                 addr,
@@ -119,7 +133,7 @@ async fn one_round(addr: SocketAddr, round: u64) -> Result<(), String> {
         }
     }
     if round % 50 == 0 {
-        let body = r#"{"name":"workload:pipeline","steps":["fetch","transform","store"]}"#;
+        let body = r#"{"name":"workload:pipeline","steps":["workload:fetch","workload:transform","workload:store"]}"#;
         call(addr, "POST", "/chains", Some(body)).await?;
     }
     if round % 25 == 0 {

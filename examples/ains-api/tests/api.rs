@@ -572,3 +572,65 @@ async fn workload_and_profiling_with_debug() {
         &svg[..svg.len().min(200)]
     );
 }
+
+/// A database file outlives the process, and a file from before agents had API keys
+/// is upgraded in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_database_survives_a_restart() {
+    let dir = std::env::temp_dir().join(format!(
+        "ains-api-test-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("ains.db");
+    let db = path.to_str().expect("utf-8 path").to_owned();
+    {
+        let old = rusqlite::Connection::open(&path).expect("an old database");
+        old.execute_batch(
+            "CREATE TABLE agents (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, \
+             trust_score REAL NOT NULL DEFAULT 0.5, last_heartbeat REAL NOT NULL, \
+             created_at REAL NOT NULL);
+             INSERT INTO agents (name, trust_score, last_heartbeat, created_at) \
+             VALUES ('veteran', 0.7, 0, 0);",
+        )
+        .expect("the old schema");
+    }
+    let c = reqwest::Client::new();
+    let task_id = {
+        let server = common::start(&["--db", &db]).await;
+        let base = &server.base;
+        let veteran = send(&c, c.get(format!("{base}/agents/1")), StatusCode::OK).await;
+        assert_eq!(veteran["name"], "veteran");
+        assert_eq!(veteran["api_key_set"], false);
+        let agent = send(
+            &c,
+            c.post(format!("{base}/agents"))
+                .json(&json!({"name": "keyed", "api_key": "k-123"})),
+            StatusCode::CREATED,
+        )
+        .await;
+        assert_eq!(agent["api_key_set"], true, "{agent}");
+        assert!(agent.get("api_key").is_none(), "the key is never served");
+        let task = send(
+            &c,
+            c.post(format!("{base}/tasks"))
+                .json(&json!({"title": "durable"})),
+            StatusCode::CREATED,
+        )
+        .await;
+        task["id"].as_i64().expect("task id")
+    };
+    // The first process is killed (dropped); a second one reads the same file.
+    let server = common::start(&["--db", &db]).await;
+    let base = &server.base;
+    let task = send(&c, c.get(format!("{base}/tasks/{task_id}")), StatusCode::OK).await;
+    assert_eq!(task["title"], "durable");
+    let agents = send(&c, c.get(format!("{base}/agents")), StatusCode::OK).await;
+    assert_eq!(agents.as_array().map(Vec::len), Some(2), "{agents}");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
