@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parent / "dashboards"
@@ -1624,13 +1625,26 @@ ALL = [
 
 
 def main():
+    """Writes every dashboard; with `--check`, writes nothing and fails when a file
+    differs from what would be written (the tests run this)."""
+    check = "--check" in sys.argv[1:]
     OUT.mkdir(parents=True, exist_ok=True)
+    stale = []
     for build in ALL:
         d = build()
         path = OUT / f"{d.uid}.json"
-        path.write_text(json.dumps(d.json(), indent=2, ensure_ascii=False) + "\n")
+        text = json.dumps(d.json(), indent=2, ensure_ascii=False) + "\n"
+        name = path.relative_to(OUT.parent.parent.parent)
+        if check:
+            if not path.is_file() or path.read_text() != text:
+                stale.append(str(name))
+            continue
+        path.write_text(text)
         panels = [p for p in d.panels if p["type"] != "row"]
-        print(f"{path.relative_to(OUT.parent.parent.parent)}: {len(panels)} panels")
+        print(f"{name}: {len(panels)} panels")
+    if stale:
+        print("out of date (run python3 monitoring/grafana/generate.py):", *stale, sep="\n  ")
+        sys.exit(1)
 
 
 if __name__ == "__main__":
