@@ -4,6 +4,8 @@
 
 pub mod logs;
 pub mod otlp;
+pub mod promql;
+pub mod stack;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
