@@ -1,20 +1,34 @@
 #!/usr/bin/env bash
 # The whole test suite, as README.md states it. Installs what the tests need
-# (promtool, from Debian's `prometheus` package) or fails saying how.
+# (promtool and prometheus, amtool and alertmanager, docker-compose, from Debian) or
+# fails saying how.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v promtool >/dev/null 2>&1; then
+# Tool -> Debian package. promtool and prometheus come with `prometheus`, amtool and
+# prometheus-alertmanager with `prometheus-alertmanager`; docker-compose validates
+# monitoring/docker-compose.yaml (no Docker daemon needed).
+missing=()
+for pair in promtool:prometheus prometheus:prometheus amtool:prometheus-alertmanager \
+            prometheus-alertmanager:prometheus-alertmanager docker-compose:docker-compose; do
+  tool=${pair%%:*} package=${pair#*:}
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    case " ${missing[*]-} " in *" $package "*) ;; *) missing+=("$package") ;; esac
+  fi
+done
+if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "== installing promtool (Debian package prometheus)"
+    echo "== installing ${missing[*]} (Debian packages)"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   else
-    echo "error: promtool is required; install it with: sudo apt-get install -y prometheus" >&2
+    echo "error: the tests need ${missing[*]}; install with: sudo apt-get install -y ${missing[*]}" >&2
     exit 1
   fi
 fi
 promtool --version | head -1
+amtool --version 2>&1 | head -1
+docker-compose version 2>&1 | head -1
 
 # Doc tests first, so the run closes on the main runner's summary.
 cargo test --workspace --doc
