@@ -22,10 +22,21 @@ fn sample(exposition: &str, metric: &str, labels: &[&str]) -> Option<f64> {
 #[test]
 fn workload_executes_real_wasm_with_receipts_and_a_clean_exposition() {
     let (_node, addr) = start(&["--task-failure-rate", "0.3"]);
-    // The workload runs a task every 20 ms: ~100 tasks, every 20th out of fuel.
-    std::thread::sleep(Duration::from_millis(2_000));
-    let (status, body) = get(&addr, "/metrics");
-    assert!(status.contains("200"), "{status}");
+    // The workload runs a task every 20 ms, every 50th out of fuel: wait (at most 30 s)
+    // until each exit has been seen.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        let (status, body) = get(&addr, "/metrics");
+        assert!(status.contains("200"), "{status}");
+        let seen = ["ok", "trap", "out_of_fuel"].iter().all(|exit| {
+            sample(&body, "zerostate_wasm_exit_codes_total", &[&format!("exit=\"{exit}\"")])
+                .is_some_and(|v| v > 0.0)
+        });
+        if seen || std::time::Instant::now() >= deadline {
+            break body;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
 
     let exits = "zerostate_wasm_exit_codes_total";
     let ok = sample(&body, exits, &[r#"exit="ok""#]).expect("ok exits");
