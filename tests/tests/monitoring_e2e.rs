@@ -122,6 +122,38 @@ async fn target_down_reaches_the_webhook_with_its_labels_and_annotations() {
         latency < Duration::from_secs(30),
         "TargetDown took {latency:?} from the kill to the webhook"
     );
+    // The service-level alerts of the same job (ServiceDown: no instance up) fire too,
+    // but Alertmanager holds them back: TargetDown already said it, naming the instance.
+    let am = format!("http://{}/api/v2/alerts", stack.alertmanager.addr());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let service_down = loop {
+        let alerts: serde_json::Value = reqwest::get(&am)
+            .await
+            .expect("alertmanager answers")
+            .json()
+            .await
+            .expect("alerts as JSON");
+        let found = alerts.as_array().and_then(|a| {
+            a.iter()
+                .find(|x| x["labels"]["alertname"] == "ServiceDown")
+                .cloned()
+        });
+        if found.is_some() || Instant::now() >= deadline {
+            break found;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let service_down = service_down.expect("ServiceDown reached Alertmanager");
+    assert_eq!(
+        service_down["status"]["state"], "suppressed",
+        "{service_down:#}"
+    );
+    assert!(
+        service_down["status"]["inhibitedBy"]
+            .as_array()
+            .is_some_and(|by| !by.is_empty()),
+        "{service_down:#}"
+    );
     eprintln!(
         "build {build_time:?}, kill → webhook {latency:?}, whole test {:?}",
         started.elapsed()
