@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
+use zs_observe::instrumented;
 
 use crate::wasm::{hex, ExecError, Execution};
 
@@ -181,6 +182,12 @@ impl ReceiptSigner {
     }
 
     /// Signs a receipt.
+    #[instrumented(
+        span = "receipt.sign",
+        fields(task.id = receipt.task_id),
+        skip(self, receipt),
+        err(level = "warn")
+    )]
     pub(crate) fn sign(&self, receipt: Receipt) -> Result<SignedReceipt, ReceiptError> {
         let signature = self.key.sign(&receipt.signed_bytes()?);
         metrics::counter!("zerostate_receipts_total", "status" => "signed").increment(1);
@@ -192,6 +199,12 @@ impl ReceiptSigner {
 }
 
 /// Checks a receipt's signature against `key` (strict ed25519 verification).
+#[instrumented(
+    span = "receipt.verify",
+    fields(task.id = signed.receipt.task_id),
+    skip(signed, key),
+    err(level = "warn")
+)]
 pub(crate) fn verify(signed: &SignedReceipt, key: &VerifyingKey) -> Result<(), ReceiptError> {
     let result = unhex(&signed.signature)
         .and_then(|bytes| {

@@ -29,8 +29,12 @@ fn workload_executes_real_wasm_with_receipts_and_a_clean_exposition() {
         let (status, body) = get(&addr, "/metrics");
         assert!(status.contains("200"), "{status}");
         let seen = ["ok", "trap", "out_of_fuel"].iter().all(|exit| {
-            sample(&body, "zerostate_wasm_exit_codes_total", &[&format!("exit=\"{exit}\"")])
-                .is_some_and(|v| v > 0.0)
+            sample(
+                &body,
+                "zerostate_wasm_exit_codes_total",
+                &[&format!("exit=\"{exit}\"")],
+            )
+            .is_some_and(|v| v > 0.0)
         });
         if seen || std::time::Instant::now() >= deadline {
             break body;

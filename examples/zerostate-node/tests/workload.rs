@@ -107,7 +107,7 @@ const SEED_SPANS: [&str; 12] = [
 fn the_seed_spans_reach_an_otlp_receiver() {
     let receiver = Receiver::grpc();
     let endpoint = receiver.endpoint();
-    let (_node, _addr) = start_with_env(
+    let (node, _addr) = start_with_env(
         &[
             "--task-failure-rate",
             "0.2",
@@ -119,6 +119,7 @@ fn the_seed_spans_reach_an_otlp_receiver() {
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
             ("OTEL_TRACES_SAMPLER", "always_on"),
             ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+            ("ZS_LOG_FORMAT", "json"),
         ],
     );
     let spans = receiver
@@ -159,5 +160,38 @@ fn the_seed_spans_reach_an_otlp_receiver() {
             .iter()
             .any(|s| s.name == "wasm.execute" && s.status_code == 2),
         "no wasm.execute span with an error status"
+    );
+
+    // Logs: JSON lines on stdout; the warning a failed execution logs inside its span
+    // carries that span's trace and span ids, which the receiver got.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let linked = loop {
+        let spans = receiver.collected.spans();
+        let linked = node.stdout_lines().into_iter().find_map(|line| {
+            let log: serde_json::Value = serde_json::from_str(&line).ok()?;
+            let span = spans.iter().find(|s| {
+                s.name == "wasm.execute"
+                    && log["trace_id"] == s.trace_id.as_str()
+                    && log["span_id"] == s.span_id.as_str()
+            })?;
+            Some((log, span.clone()))
+        });
+        if linked.is_some() || Instant::now() >= deadline {
+            break linked;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let (log, span) = linked.expect("a log line carrying an exported wasm.execute span's ids");
+    assert_eq!(log["service"], "zerostate-node", "{log}");
+    assert_eq!(log["level"], "warn", "{log}");
+    assert_eq!(span.status_code, 2, "{span:?}");
+    let lines = node.stdout_lines();
+    let malformed: Vec<&String> = lines
+        .iter()
+        .filter(|l| serde_json::from_str::<serde_json::Value>(l).is_err())
+        .collect();
+    assert!(
+        malformed.is_empty(),
+        "stdout lines that are not JSON: {malformed:?}"
     );
 }

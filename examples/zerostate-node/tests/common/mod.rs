@@ -6,10 +6,18 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Kills the node when the test ends, however it ends.
-pub(crate) struct Node(Child, std::path::PathBuf);
+pub(crate) struct Node(Child, std::path::PathBuf, Arc<Mutex<Vec<String>>>);
+
+impl Node {
+    /// The lines the node wrote to stdout so far (its logs; the last 20,000 kept).
+    pub(crate) fn stdout_lines(&self) -> Vec<String> {
+        self.2.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+}
 
 impl Drop for Node {
     fn drop(&mut self) {
@@ -39,12 +47,25 @@ pub(crate) fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> (Node, Stri
         .envs(env.iter().copied())
         .env_remove("OTEL_SERVICE_NAME")
         .env_remove("ZEROSTATE_LISTEN")
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("node starts");
     let stderr = child.stderr.take().expect("piped stderr");
-    let node = Node(child, data_dir);
+    let stdout = child.stdout.take().expect("piped stdout");
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let sink = logs.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(mut lines) = sink.lock() {
+                if lines.len() >= 20_000 {
+                    lines.remove(0);
+                }
+                lines.push(line);
+            }
+        }
+    });
+    let node = Node(child, data_dir, logs);
     let mut lines = BufReader::new(stderr).lines();
     let mut addr = None;
     for line in lines.by_ref().take(200) {
