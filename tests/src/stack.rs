@@ -324,6 +324,44 @@ fn http_client() -> reqwest::Client {
         .expect("reqwest client")
 }
 
+/// Starts `exe` (a Prometheus-family server: `/-/ready`, stderr to `log`) with the
+/// arguments `args(addr)` on a free loopback port and waits (at most 30 s) until it is
+/// ready. A port taken between choosing and binding makes the server exit at once: then
+/// it tries another, three times in all.
+async fn start_on_free_port(
+    exe: &Path,
+    what: &str,
+    log: &Path,
+    args: impl Fn(SocketAddr) -> Vec<String>,
+) -> (Child, SocketAddr) {
+    let mut last_error = String::new();
+    for _attempt in 0..3 {
+        let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let mut child = Command::new(exe)
+            .args(args(addr))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).expect("log file"))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", exe.display()));
+        std::thread::sleep(Duration::from_millis(200));
+        if let Ok(Some(_)) = child.try_wait() {
+            last_error = tail(log);
+            continue;
+        }
+        wait_ready(
+            &format!("http://{addr}/-/ready"),
+            &mut child,
+            log,
+            what,
+            Duration::from_secs(30),
+        )
+        .await;
+        return (child, addr);
+    }
+    panic!("{what} did not start on three free ports:\n{last_error}");
+}
+
 /// Polls `GET url` until it answers 200, the child exits, or `timeout` passes.
 async fn wait_ready(url: &str, child: &mut Child, log: &Path, what: &str, timeout: Duration) {
     let client = http_client();
@@ -481,49 +519,25 @@ impl PrometheusBuilder {
         std::fs::write(&config, self.config_yaml()).expect("write config");
         promtool_check_config(&config).assert_success();
         let log = dir.path().join("prometheus.log");
-        let mut last_error = String::new();
-        for _attempt in 0..3 {
-            let port = free_port();
-            let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-            let mut child = Command::new(&exe)
-                .arg(format!("--config.file={}", config.display()))
-                .arg(format!(
-                    "--storage.tsdb.path={}",
-                    dir.path().join("data").display()
-                ))
-                .arg(format!("--web.listen-address={addr}"))
-                .arg("--rules.alert.resend-delay=1s")
-                .arg("--log.level=info")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log).expect("log file"))
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {}: {e}", exe.display()));
-            // A port taken in between makes prometheus exit at once: try another.
-            std::thread::sleep(Duration::from_millis(200));
-            if let Ok(Some(_)) = child.try_wait() {
-                last_error = tail(&log);
-                continue;
-            }
-            let url = format!("http://{addr}");
-            wait_ready(
-                &format!("{url}/-/ready"),
-                &mut child,
-                &log,
-                "prometheus",
-                Duration::from_secs(30),
-            )
-            .await;
-            return Prometheus {
-                child,
-                addr,
-                url,
-                log,
-                client: http_client(),
-                _dir: dir,
-            };
+        let data = dir.path().join("data");
+        let (child, addr) = start_on_free_port(&exe, "prometheus", &log, |addr| {
+            vec![
+                format!("--config.file={}", config.display()),
+                format!("--storage.tsdb.path={}", data.display()),
+                format!("--web.listen-address={addr}"),
+                "--rules.alert.resend-delay=1s".to_owned(),
+                "--log.level=info".to_owned(),
+            ]
+        })
+        .await;
+        Prometheus {
+            child,
+            addr,
+            url: format!("http://{addr}"),
+            log,
+            client: http_client(),
+            _dir: dir,
         }
-        panic!("prometheus did not start on three free ports:\n{last_error}");
     }
 }
 
@@ -730,43 +744,22 @@ impl Alertmanager {
         std::fs::write(&config, config_yaml).expect("write config");
         amtool_check_config(&config).assert_success();
         let log = dir.path().join("alertmanager.log");
-        let mut last_error = String::new();
-        for _attempt in 0..3 {
-            let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-            let mut child = Command::new(&exe)
-                .arg(format!("--config.file={}", config.display()))
-                .arg(format!(
-                    "--storage.path={}",
-                    dir.path().join("data").display()
-                ))
-                .arg(format!("--web.listen-address={addr}"))
-                .arg("--cluster.listen-address=")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log).expect("log file"))
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {}: {e}", exe.display()));
-            std::thread::sleep(Duration::from_millis(200));
-            if let Ok(Some(_)) = child.try_wait() {
-                last_error = tail(&log);
-                continue;
-            }
-            wait_ready(
-                &format!("http://{addr}/-/ready"),
-                &mut child,
-                &log,
-                "alertmanager",
-                Duration::from_secs(30),
-            )
-            .await;
-            return Alertmanager {
-                child,
-                addr,
-                log,
-                _dir: dir,
-            };
+        let data = dir.path().join("data");
+        let (child, addr) = start_on_free_port(&exe, "alertmanager", &log, |addr| {
+            vec![
+                format!("--config.file={}", config.display()),
+                format!("--storage.path={}", data.display()),
+                format!("--web.listen-address={addr}"),
+                "--cluster.listen-address=".to_owned(),
+            ]
+        })
+        .await;
+        Alertmanager {
+            child,
+            addr,
+            log,
+            _dir: dir,
         }
-        panic!("alertmanager did not start on three free ports:\n{last_error}");
     }
 
     /// Its address (give it to [`PrometheusBuilder::alertmanager`]).
