@@ -56,6 +56,7 @@ struct Config {
     slow_wasm: Duration,
     peers: u32,
     data_dir: std::path::PathBuf,
+    bench_tasks: Option<u64>,
 }
 
 fn usage() -> ! {
@@ -67,6 +68,8 @@ fn usage() -> ! {
          \n  --peers N         peers in the simulated network (1..=64, default {DEFAULT_PEERS})\
          \n  --no-workload     do not run the built-in workload generator\
          \n  --check-catalog   compare the catalog with the code's metrics, print the report and exit\
+         \n  --bench-tasks N   run N tasks back to back on one thread (no 20 ms pacing, no server),\
+         \n                    print the tasks per second and exit (docs/performance.md)\
          \n\nfault injection (each drives alerts of monitoring/prometheus/rules):\
          \n  --task-failure-rate F     fraction (0..1) of tasks that run a trapping module\
          \n                            (default {DEFAULT_TASK_FAILURE_RATE})\
@@ -89,6 +92,7 @@ fn parse_args() -> Config {
     let mut peer_loss_rate = DEFAULT_PEER_LOSS_RATE;
     let mut slow_wasm = Duration::ZERO;
     let mut peers = DEFAULT_PEERS;
+    let mut bench_tasks = None;
     let mut data_dir = std::env::var_os("ZEROSTATE_DATA_DIR")
         .map_or_else(|| std::env::temp_dir().join("zerostate-node"), Into::into);
     let mut args = std::env::args().skip(1);
@@ -138,6 +142,16 @@ fn parse_args() -> Config {
                     }
                 };
             }
+            "--bench-tasks" => {
+                let (v, _) = value("--bench-tasks");
+                bench_tasks = match v.parse::<u64>() {
+                    Ok(n) if n > 0 => Some(n),
+                    _ => {
+                        eprintln!("invalid --bench-tasks `{v}`: a positive number");
+                        usage()
+                    }
+                };
+            }
             "-h" | "--help" => usage(),
             other => {
                 eprintln!("unknown argument `{other}`");
@@ -159,6 +173,7 @@ fn parse_args() -> Config {
         slow_wasm,
         peers,
         data_dir,
+        bench_tasks,
     }
 }
 
@@ -370,6 +385,53 @@ async fn workload(node: Arc<Node>, failure_rate: f64) {
     }
 }
 
+/// `--bench-tasks N`: the workload's task path (a round of upkeep, then the task) N times
+/// back to back on this thread, without the 20 ms pacing. Built with and without the
+/// `disabled` feature, it measures what the instrumentation costs a task. Besides the
+/// wall time it prints the CPU time of this thread and of the whole process (Linux),
+/// which a machine shared with other work disturbs much less.
+fn bench_tasks(node: &Node, tasks: u64, failure_rate: f64) {
+    let cpu = || {
+        (
+            cpu_seconds("/proc/thread-self/stat"),
+            cpu_seconds("/proc/self/stat"),
+        )
+    };
+    let (thread0, process0) = cpu();
+    let started = std::time::Instant::now();
+    for id in 1..=tasks {
+        node.maintain(id);
+        node.run_task(workload_task(id, failure_rate));
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let (thread1, process1) = cpu();
+    let delta = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) => format!("{:.2}", b - a),
+        _ => "n/a".to_owned(),
+    };
+    println!(
+        "BENCH tasks={tasks} seconds={secs:.3} tasks_per_second={:.1} \
+         thread_cpu_seconds={} process_cpu_seconds={}",
+        tasks as f64 / secs,
+        delta(thread0, thread1),
+        delta(process0, process1),
+    );
+}
+
+/// User plus system CPU seconds from a `/proc/.../stat` file (fields 14 and 15, in
+/// clock ticks of 10 ms), `None` where there is no such file.
+fn cpu_seconds(stat: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(stat).ok()?;
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let mut fields = stat
+        .get(stat.rfind(')')? + 1..)?
+        .split_whitespace()
+        .skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
+}
+
 async fn index(State(node): State<Arc<Node>>) -> Json<serde_json::Value> {
     Json(serde_json::json!({
         "service": "zerostate-node",
@@ -454,6 +516,10 @@ async fn main() {
         seed: seed.rotate_left(17),
     });
     let node = Arc::new(Node::new(runtime, signer, network, economy, storage));
+    if let Some(tasks) = config.bench_tasks {
+        bench_tasks(&node, tasks, config.task_failure_rate);
+        return;
+    }
     let health = match health_registry(node.clone()) {
         Ok(h) => h,
         Err(e) => {
