@@ -30,6 +30,11 @@ promtool --version | head -1
 amtool --version 2>&1 | head -1
 docker-compose version 2>&1 | head -1
 
+# The example binaries the monitoring tests start (tests/src/stack.rs, `example_binary`
+# runs the same command): built once here, not inside a test's time budget.
+echo "== building the example binaries the monitoring tests run"
+cargo build --quiet --bins -p zerostate-node -p ains-api
+
 # Doc tests first, so the run closes on the main runner's summary.
 cargo test --workspace --doc
 

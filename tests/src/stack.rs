@@ -891,6 +891,10 @@ impl Drop for WebhookReceiver {
 // ---------------------------------------------------------------------------------
 // Example services
 
+/// The example packages the monitoring tests run, built together by [`example_binary`]
+/// (and by `scripts/test.sh` before the suite, with the same command).
+pub const EXAMPLE_PACKAGES: [&str; 2] = ["zerostate-node", "ains-api"];
+
 /// Builds `bin` of workspace package `package` (debug profile, in this
 /// workspace's target directory, honouring `CARGO_TARGET_DIR`) and returns its
 /// path. Each binary is built once per test process. Binaries of other packages
@@ -908,9 +912,20 @@ pub fn example_binary(package: &str, bin: &str) -> PathBuf {
         .map(|t| if t.is_relative() { root.join(t) } else { t })
         .unwrap_or_else(|| root.join("target"));
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    // Both examples in one build, the same command as scripts/test.sh runs before the
+    // suite: one feature set, so the tests find it built instead of compiling the
+    // dependency graph again inside a test.
+    assert!(
+        EXAMPLE_PACKAGES.contains(&package),
+        "example_binary builds {EXAMPLE_PACKAGES:?}, not {package}"
+    );
+    let mut args = vec!["build", "--quiet", "--bins"];
+    for p in EXAMPLE_PACKAGES {
+        args.extend(["-p", p]);
+    }
     let out = Command::new(cargo)
         .current_dir(&root)
-        .args(["build", "--quiet", "-p", package, "--bin", bin])
+        .args(&args)
         .env("CARGO_TARGET_DIR", &target)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -918,7 +933,8 @@ pub fn example_binary(package: &str, bin: &str) -> PathBuf {
         .expect("cargo runs");
     assert!(
         out.status.success(),
-        "cargo build -p {package} --bin {bin} failed:\n{}",
+        "cargo {} failed:\n{}",
+        args.join(" "),
         String::from_utf8_lossy(&out.stderr)
     );
     let path = target
