@@ -33,6 +33,11 @@ fn floor(x: u64) -> u64 {
     FLOOR.call(|| black_box(x).wrapping_add(1))
 }
 
+#[inline(never)]
+fn floor_tsc(clock: &quanta::Clock, x: u64) -> u64 {
+    FLOOR.call_tsc(clock, || black_box(x).wrapping_add(1))
+}
+
 struct Handles {
     calls: Counter,
     duration: Histogram,
@@ -98,6 +103,8 @@ fn per_call(c: &mut Criterion) {
     let mut group = c.benchmark_group("call/trivial");
     group.bench_function("bare", |b| b.iter(|| bare(black_box(7))));
     group.bench_function("floor", |b| b.iter(|| floor(black_box(7))));
+    let clock = quanta::Clock::new();
+    group.bench_function("floor_tsc", |b| b.iter(|| floor_tsc(&clock, black_box(7))));
 
     let handles = Handles {
         calls: counter!("bench_calls_total", "variant" => "metrics_cached", "outcome" => "ok"),

@@ -2,11 +2,13 @@
 //! annotated function, and a [`Guard`] per call that records on every exit.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata};
 use tracing::Span;
+
+use crate::exposition::{self, CounterCell, GaugeCell, HistogramCell};
 
 /// Set once a global recorder is installed through this crate. Until then call
 /// sites do not cache handles: a handle taken from the no-op recorder would stay
@@ -20,6 +22,20 @@ pub(crate) fn mark_recorder_installed() {
 /// Whether handles may be cached (see [`RECORDER_READY`]).
 pub(crate) fn recorder_ready() -> bool {
     RECORDER_READY.load(Ordering::Acquire)
+}
+
+/// The clock of call durations: the CPU's time-stamp counter where it is invariant
+/// (a read is one instruction, against a `clock_gettime` call for `Instant::now`),
+/// scaled to nanoseconds by a calibration against the monotonic clock done once;
+/// the monotonic clock elsewhere.
+fn clock() -> &'static quanta::Clock {
+    static CLOCK: OnceLock<quanta::Clock> = OnceLock::new();
+    CLOCK.get_or_init(quanta::Clock::new)
+}
+
+/// Calibrates the clock now (about a millisecond), not in the first call.
+pub(crate) fn warm_clock() {
+    let _ = clock();
 }
 
 /// How an instrumented call ended; the value of the automatic outcome label.
@@ -113,10 +129,20 @@ impl Completion {
 }
 
 /// Metric handles of one call site with only literal labels, one per outcome.
-struct Handles {
-    counters: Option<[Counter; 4]>,
-    histograms: Option<[Histogram; 4]>,
-    in_flight: Option<Gauge>,
+enum Handles {
+    /// The runtime's own registry is the global recorder: the cells themselves,
+    /// sharded per thread, durations recorded as integer nanoseconds.
+    Native {
+        counters: Option<[Arc<CounterCell>; 4]>,
+        histograms: Option<[Arc<HistogramCell>; 4]>,
+        in_flight: Option<Arc<GaugeCell>>,
+    },
+    /// Any other recorder: its handles, through the `metrics` API.
+    Recorder {
+        counters: Option<[Counter; 4]>,
+        histograms: Option<[Histogram; 4]>,
+        in_flight: Option<Gauge>,
+    },
 }
 
 /// The static an `#[instrumented]` function gets: its metric names and literal
@@ -225,7 +251,21 @@ impl CallSite {
     /// Registers every outcome's series up front, so that an error rate of zero
     /// is a series at zero rather than an absent one.
     fn register_all(&self) -> Handles {
-        Handles {
+        if let Some(registry) = exposition::installed() {
+            let shards = exposition::site_shards();
+            return Handles::Native {
+                counters: self.counter.map(|name| {
+                    Outcome::ALL.map(|o| registry.counter(&self.key(name, &[], Some(o)), shards))
+                }),
+                histograms: self.histogram.map(|name| {
+                    Outcome::ALL.map(|o| registry.histogram(&self.key(name, &[], Some(o)), shards))
+                }),
+                in_flight: self
+                    .in_flight
+                    .map(|name| registry.gauge(&self.key(name, &[], None))),
+            };
+        }
+        Handles::Recorder {
             counters: self
                 .counter
                 .map(|_| Outcome::ALL.map(|o| self.counter(&[], o).unwrap_or_else(Counter::noop))),
@@ -244,7 +284,8 @@ pub struct Guard {
     site: &'static CallSite,
     handles: Option<&'static Handles>,
     span: Span,
-    start: Option<Instant>,
+    /// Raw clock reading at the start (see [`clock`]).
+    start: Option<u64>,
     dynamic: Option<Vec<Label>>,
     in_flight: Option<Gauge>,
     outcome: Option<Outcome>,
@@ -258,11 +299,13 @@ impl Guard {
         let mut in_flight = None;
         if site.in_flight.is_some() {
             match handles {
-                Some(h) => {
-                    if let Some(g) = &h.in_flight {
-                        g.increment(1.0);
-                    }
-                }
+                Some(Handles::Native {
+                    in_flight: Some(g), ..
+                }) => metrics::GaugeFn::increment(&**g, 1.0),
+                Some(Handles::Recorder {
+                    in_flight: Some(g), ..
+                }) => g.increment(1.0),
+                Some(_) => {}
                 None => {
                     in_flight = site.gauge(dynamic.as_deref().unwrap_or(&[]));
                     if let Some(g) = &in_flight {
@@ -271,7 +314,7 @@ impl Guard {
                 }
             }
         }
-        let start = (site.histogram.is_some() || site.on_complete.is_some()).then(Instant::now);
+        let start = (site.histogram.is_some() || site.on_complete.is_some()).then(|| clock().raw());
         Guard {
             site,
             handles,
@@ -303,6 +346,7 @@ impl Guard {
 }
 
 impl Drop for Guard {
+    #[inline]
     fn drop(&mut self) {
         let outcome = self.outcome.unwrap_or_else(|| {
             if std::thread::panicking() {
@@ -311,17 +355,40 @@ impl Drop for Guard {
                 Outcome::Cancelled
             }
         });
-        let elapsed = self.start.map(|s| s.elapsed());
+        let nanos = self.start.map(|s| {
+            let clock = clock();
+            clock.delta_as_nanos(s, clock.raw())
+        });
         let site = self.site;
+        let index = outcome.index();
         match self.handles {
-            Some(h) => {
-                if let Some(c) = &h.counters {
-                    c[outcome.index()].increment(1);
+            Some(Handles::Native {
+                counters,
+                histograms,
+                in_flight,
+            }) => {
+                if let Some(c) = counters {
+                    c[index].add(1);
                 }
-                if let (Some(hist), Some(elapsed)) = (&h.histograms, elapsed) {
-                    hist[outcome.index()].record(elapsed.as_secs_f64());
+                if let (Some(h), Some(nanos)) = (histograms, nanos) {
+                    h[index].observe_nanos(nanos);
                 }
-                if let Some(g) = &h.in_flight {
+                if let Some(g) = in_flight {
+                    metrics::GaugeFn::decrement(&**g, 1.0);
+                }
+            }
+            Some(Handles::Recorder {
+                counters,
+                histograms,
+                in_flight,
+            }) => {
+                if let Some(c) = counters {
+                    c[index].increment(1);
+                }
+                if let (Some(h), Some(nanos)) = (histograms, nanos) {
+                    h[index].record(nanos as f64 / 1e9);
+                }
+                if let Some(g) = in_flight {
                     g.decrement(1.0);
                 }
             }
@@ -330,17 +397,20 @@ impl Drop for Guard {
                 if let Some(c) = site.counter(dynamic, outcome) {
                     c.increment(1);
                 }
-                if let (Some(h), Some(elapsed)) = (site.histogram(dynamic, outcome), elapsed) {
-                    h.record(elapsed.as_secs_f64());
+                if let (Some(h), Some(nanos)) = (site.histogram(dynamic, outcome), nanos) {
+                    h.record(nanos as f64 / 1e9);
                 }
                 if let Some(g) = self.in_flight.take() {
                     g.decrement(1.0);
                 }
             }
         }
-        if let (Some(hook), Some(elapsed)) = (site.on_complete, elapsed) {
+        if let (Some(hook), Some(nanos)) = (site.on_complete, nanos) {
             let _entered = self.span.enter();
-            hook(&Completion { outcome, elapsed });
+            hook(&Completion {
+                outcome,
+                elapsed: Duration::from_nanos(nanos),
+            });
         }
     }
 }

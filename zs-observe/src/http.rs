@@ -8,20 +8,21 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::oneshot;
+
+use crate::exposition::MetricsHandle;
 
 /// The content type of the Prometheus text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// An axum router serving `GET /metrics` from `handle`.
-pub fn metrics_router(handle: PrometheusHandle) -> Router {
+pub fn metrics_router(handle: MetricsHandle) -> Router {
     Router::new()
         .route("/metrics", get(render_metrics))
         .with_state(handle)
 }
 
-async fn render_metrics(State(handle): State<PrometheusHandle>) -> impl IntoResponse {
+async fn render_metrics(State(handle): State<MetricsHandle>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], handle.render())
 }
 

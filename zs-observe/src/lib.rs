@@ -3,7 +3,8 @@
 //! # Crate layout
 //!
 //! - [`instrumented`]: the attribute (from `zs-observe-macros`).
-//! - [`Telemetry`]: the runtime builder and handle: Prometheus recorder, upkeep,
+//! - [`Telemetry`]: the runtime builder and handle: the recorder and its exposition
+//!   ([`MetricsHandle`]),
 //!   constant labels, `<namespace>_build_info`, `/metrics` routes.
 //! - [`Outcome`]: the values of the automatic outcome label.
 //! - [`propagation`]: W3C `traceparent` in and out of HTTP, request ids
@@ -14,6 +15,7 @@
 mod callsite;
 pub mod cardinality;
 pub mod coverage;
+mod exposition;
 mod http;
 mod logging;
 mod otel;
@@ -25,6 +27,7 @@ mod telemetry;
 
 pub use callsite::{Completion, Outcome};
 pub use cardinality::bounded_label;
+pub use exposition::{MetricsHandle, SeriesCount};
 pub use http::{metrics_router, CONTENT_TYPE};
 pub use logging::{LogFormat, LogRateLimit, LogSink};
 pub use otel::{OtlpProtocol, TraceSampler};

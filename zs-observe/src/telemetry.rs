@@ -1,12 +1,11 @@
-//! The runtime: one builder that installs the Prometheus recorder, its upkeep,
+//! The runtime: one builder that installs the recorder (`crate::exposition`),
 //! constant labels, `<namespace>_build_info`, and optionally an admin listener.
 
 use std::net::SocketAddr;
-use std::sync::mpsc;
-use std::thread::JoinHandle;
+use std::sync::Arc;
 use std::time::Duration;
 
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use crate::exposition::{BucketConfig, MetricsHandle, Registry, ZsRecorder};
 
 use crate::catalog::{rules, Catalog, MetricKind};
 use crate::http;
@@ -79,7 +78,6 @@ pub struct TelemetryBuilder {
     extra_labels: Vec<(String, String)>,
     default_buckets: Vec<f64>,
     buckets: Vec<(String, Vec<f64>)>,
-    upkeep_interval: Duration,
     admin_listener: Option<SocketAddr>,
     catalog: Option<Catalog>,
     traces: TraceSettings,
@@ -98,7 +96,6 @@ impl Default for TelemetryBuilder {
             extra_labels: Vec::new(),
             default_buckets: DEFAULT_BUCKETS.to_vec(),
             buckets: Vec::new(),
-            upkeep_interval: Duration::from_secs(5),
             admin_listener: None,
             catalog: None,
             traces: TraceSettings {
@@ -163,13 +160,6 @@ impl TelemetryBuilder {
     /// Buckets for one histogram, by its full name.
     pub fn with_buckets(mut self, metric: impl Into<String>, buckets: &[f64]) -> Self {
         self.buckets.push((metric.into(), buckets.to_vec()));
-        self
-    }
-
-    /// How often histogram samples are folded into their buckets between scrapes
-    /// (default 5 s), which keeps memory flat however many calls are made.
-    pub fn with_upkeep_interval(mut self, interval: Duration) -> Self {
-        self.upkeep_interval = interval.max(Duration::from_millis(10));
         self
     }
 
@@ -351,8 +341,7 @@ impl TelemetryBuilder {
         self
     }
 
-    /// Installs the Prometheus recorder globally and starts the upkeep thread
-    /// (and the admin listener, when configured).
+    /// Installs the recorder globally (and starts the admin listener, when configured).
     pub fn install(self) -> Result<Telemetry, InitError> {
         let service = env_over("OTEL_SERVICE_NAME", self.service_name)
             .unwrap_or_else(|| "unknown_service".to_owned());
@@ -366,32 +355,26 @@ impl TelemetryBuilder {
             .unwrap_or_else(|| "development".to_owned());
 
         check_buckets("default", &self.default_buckets)?;
-        let mut builder = PrometheusBuilder::new()
-            .set_buckets(&self.default_buckets)
-            .map_err(|e| invalid_buckets("default", e))?;
+        let mut buckets = BucketConfig::new(&self.default_buckets);
         if let Some(catalog) = &self.catalog {
             if let Some(default) = &catalog.default_buckets {
-                builder = builder
-                    .set_buckets(default)
-                    .map_err(|e| invalid_buckets("catalog default_buckets", e))?;
+                check_buckets("catalog default_buckets", default)?;
+                buckets.set_default(default);
             }
             for metric in catalog
                 .metrics
                 .iter()
                 .filter(|m| m.kind == MetricKind::Histogram)
             {
-                if let Some(buckets) = &metric.buckets {
-                    builder = builder
-                        .set_buckets_for_metric(Matcher::Full(metric.name.clone()), buckets)
-                        .map_err(|e| invalid_buckets(&metric.name, e))?;
+                if let Some(upper) = &metric.buckets {
+                    check_buckets(&metric.name, upper)?;
+                    buckets.set(&metric.name, upper);
                 }
             }
         }
-        for (metric, buckets) in &self.buckets {
-            check_buckets(metric, buckets)?;
-            builder = builder
-                .set_buckets_for_metric(Matcher::Full(metric.clone()), buckets)
-                .map_err(|e| invalid_buckets(metric, e))?;
+        for (metric, upper) in &self.buckets {
+            check_buckets(metric, upper)?;
+            buckets.set(metric, upper);
         }
         let mut labels = Vec::new();
         if self.constant_labels {
@@ -399,13 +382,20 @@ impl TelemetryBuilder {
             labels.push(("version".to_owned(), version.clone()));
             labels.push(("environment".to_owned(), environment.clone()));
         }
-        labels.extend(self.extra_labels);
-        for (key, value) in labels {
+        for (key, value) in self.extra_labels {
             check_name("label name", &key)?;
-            builder = builder.add_global_label(key, value);
+            match labels.iter_mut().find(|(k, _)| *k == key) {
+                Some(slot) => slot.1 = value,
+                None => labels.push((key, value)),
+            }
         }
-        let recorder = builder.build_recorder();
-        let handle = recorder.handle();
+        for (key, _) in &labels {
+            check_name("label name", key)?;
+        }
+        let registry = Arc::new(Registry::new(labels, buckets));
+        let handle = MetricsHandle {
+            registry: registry.clone(),
+        };
 
         // Bind before installing anything, so a bad address leaves no global state behind.
         let admin_listener = match self.admin_listener {
@@ -429,7 +419,14 @@ impl TelemetryBuilder {
         };
         let log_plan = self.logs.plan().map_err(InitError::Logging)?;
 
-        crate::set_global_recorder(recorder).map_err(|_| InitError::RecorderAlreadyInstalled)?;
+        metrics::set_global_recorder(ZsRecorder {
+            registry: registry.clone(),
+        })
+        .map_err(|_| InitError::RecorderAlreadyInstalled)?;
+        // Before call sites may cache handles, so they all take the direct path.
+        crate::exposition::mark_installed(registry);
+        crate::callsite::warm_clock();
+        crate::callsite::mark_recorder_installed();
         crate::cardinality::configure(&namespace, self.catalog.as_ref(), self.default_label_bound);
 
         let traces = match resolved {
@@ -475,18 +472,6 @@ impl TelemetryBuilder {
             describe_catalog(catalog);
         }
 
-        let (stop_tx, stop_rx) = mpsc::channel::<()>();
-        let upkeep_handle = handle.clone();
-        let interval = self.upkeep_interval;
-        let upkeep = std::thread::Builder::new()
-            .name("zs-observe-upkeep".into())
-            .spawn(move || {
-                while let Err(mpsc::RecvTimeoutError::Timeout) = stop_rx.recv_timeout(interval) {
-                    upkeep_handle.run_upkeep();
-                }
-            })
-            .ok();
-
         let admin = match admin_listener {
             Some(listener) => {
                 let router = admin_router(&handle, level.as_ref(), self.logs.level_endpoint);
@@ -511,8 +496,6 @@ impl TelemetryBuilder {
             namespace,
             version,
             environment,
-            upkeep_stop: Some(stop_tx),
-            upkeep,
             admin,
             traces,
             level,
@@ -531,7 +514,7 @@ fn prefer(from_env: Option<String>, configured: Option<String>) -> Option<String
 }
 
 fn admin_router(
-    handle: &PrometheusHandle,
+    handle: &MetricsHandle,
     level: Option<&LevelControl>,
     level_endpoint: bool,
 ) -> axum::Router {
@@ -558,13 +541,6 @@ fn describe_catalog(catalog: &Catalog) {
     }
 }
 
-fn invalid_buckets(metric: &str, err: impl std::fmt::Display) -> InitError {
-    InitError::InvalidBuckets {
-        metric: metric.to_owned(),
-        reason: err.to_string(),
-    }
-}
-
 fn check_buckets(metric: &str, buckets: &[f64]) -> Result<(), InitError> {
     match rules::bucket_problem(buckets) {
         Some(reason) => Err(InitError::InvalidBuckets {
@@ -588,17 +564,15 @@ fn check_name(what: &'static str, name: &str) -> Result<(), InitError> {
 }
 
 /// The installed runtime. Keep it alive for the life of the program: dropping it
-/// stops the upkeep thread and the admin listener (the recorder stays installed).
+/// flushes traces and stops the admin listener (the recorder stays installed).
 #[derive(Debug)]
 pub struct Telemetry {
-    handle: PrometheusHandle,
+    handle: MetricsHandle,
     catalog: Option<Catalog>,
     service: String,
     namespace: String,
     version: String,
     environment: String,
-    upkeep_stop: Option<mpsc::Sender<()>>,
-    upkeep: Option<JoinHandle<()>>,
     admin: Option<http::AdminServer>,
     traces: Option<crate::otel::TracePipeline>,
     level: Option<LevelControl>,
@@ -629,8 +603,8 @@ impl Telemetry {
         self.handle.render()
     }
 
-    /// The exporter's handle, for custom transports.
-    pub fn prometheus_handle(&self) -> &PrometheusHandle {
+    /// The exposition's handle, for a transport of your own (and series counts).
+    pub fn metrics_handle(&self) -> &MetricsHandle {
         &self.handle
     }
 
@@ -735,10 +709,6 @@ impl Telemetry {
 impl Drop for Telemetry {
     fn drop(&mut self) {
         let _ = self.shutdown(Duration::from_secs(5));
-        drop(self.upkeep_stop.take());
-        if let Some(thread) = self.upkeep.take() {
-            let _ = thread.join();
-        }
         // The admin server stops in its own Drop.
     }
 }
