@@ -2,6 +2,7 @@
 //! development; both redact sensitive fields. Events of high-volume targets can be
 //! rate-limited, and the level can be changed at run time.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{self, Write};
@@ -111,16 +112,38 @@ impl JsonLayer {
     }
 }
 
-/// The fields of one span, kept in its extensions.
-struct SpanFields(Map<String, Value>);
+/// The fields of one span, kept in its extensions: a small vector in declaration
+/// order (one allocation for the span, none for a span without fields), where a map
+/// cost a tree node and a `String` key per field, made and freed for every span.
+struct SpanFields(Vec<(Cow<'static, str>, Value)>);
 
-struct JsonVisitor<'a> {
-    fields: &'a mut Map<String, Value>,
+/// Where a visitor puts the fields it reads.
+trait FieldSink {
+    fn put_field(&mut self, key: Cow<'static, str>, value: Value);
+}
+
+impl FieldSink for Map<String, Value> {
+    fn put_field(&mut self, key: Cow<'static, str>, value: Value) {
+        self.insert(key.into_owned(), value);
+    }
+}
+
+impl FieldSink for Vec<(Cow<'static, str>, Value)> {
+    fn put_field(&mut self, key: Cow<'static, str>, value: Value) {
+        match self.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.push((key, value)),
+        }
+    }
+}
+
+struct JsonVisitor<'a, F: FieldSink> {
+    fields: &'a mut F,
     redactor: &'a Redactor,
     message: Option<&'a mut Option<String>>,
 }
 
-impl JsonVisitor<'_> {
+impl<F: FieldSink> JsonVisitor<'_, F> {
     fn put(&mut self, field: &Field, value: Value) {
         let name = field.name();
         if name.starts_with("otel.") || name.starts_with("log.") {
@@ -141,15 +164,15 @@ impl JsonVisitor<'_> {
             value
         };
         let key = if RESERVED.contains(&name) {
-            format!("field.{name}")
+            Cow::Owned(format!("field.{name}"))
         } else {
-            name.to_owned()
+            Cow::Borrowed(name)
         };
-        self.fields.insert(key, value);
+        self.fields.put_field(key, value);
     }
 }
 
-impl Visit for JsonVisitor<'_> {
+impl<F: FieldSink> Visit for JsonVisitor<'_, F> {
     fn record_f64(&mut self, field: &Field, value: f64) {
         let v = serde_json::Number::from_f64(value)
             .map(Value::Number)
@@ -182,7 +205,7 @@ where
 {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
-        let mut fields = Map::new();
+        let mut fields = Vec::with_capacity(attrs.metadata().fields().len());
         attrs.record(&mut JsonVisitor {
             fields: &mut fields,
             redactor: &self.redactor,
@@ -229,7 +252,7 @@ where
             for span in scope.from_root() {
                 if let Some(SpanFields(fields)) = span.extensions().get::<SpanFields>() {
                     for (k, v) in fields {
-                        line.insert(k.clone(), v.clone());
+                        line.insert(k.to_string(), v.clone());
                     }
                 }
                 innermost = Some(span.name());
