@@ -16,6 +16,7 @@ mod callsite;
 pub mod cardinality;
 pub mod coverage;
 mod exposition;
+mod filter;
 mod http;
 mod logging;
 mod otel;

@@ -403,6 +403,18 @@ impl<S> Filter<S> for LogSampler {
         true
     }
 
+    /// Spans are never limited, so the level filter's per-callsite verdict for them
+    /// stays cached. Events stay `sometimes`: `event_enabled` must see each one
+    /// (tracing-subscriber's per-layer filter state expects an `enabled` pass before
+    /// an `event_enabled` that drops the event).
+    fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> tracing::subscriber::Interest {
+        if meta.is_span() {
+            tracing::subscriber::Interest::always()
+        } else {
+            tracing::subscriber::Interest::sometimes()
+        }
+    }
+
     fn event_enabled(&self, event: &Event<'_>, _cx: &Context<'_, S>) -> bool {
         self.admit(event.metadata())
     }

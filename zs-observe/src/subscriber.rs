@@ -2,7 +2,6 @@
 //! the log layer (JSON or console, its own reloadable level and rate limits).
 
 use std::io::IsTerminal;
-use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -10,8 +9,9 @@ use axum::routing::get;
 use tracing_subscriber::filter::FilterExt;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{reload, EnvFilter, Layer, Registry};
+use tracing_subscriber::{Layer, Registry};
 
+use crate::filter::Directives;
 use crate::logging::{self, JsonLayer, LogFormat, LogRateLimit, LogSampler, LogSink};
 use crate::otel::TracePipeline;
 use crate::redact::Redactor;
@@ -48,8 +48,8 @@ impl Default for SubscriberSettings {
 /// Settings checked and resolved against the environment, before anything is installed.
 pub(crate) struct Plan {
     format: LogFormat,
-    level: EnvFilter,
-    trace_filter: EnvFilter,
+    level: Directives,
+    trace_filter: Directives,
 }
 
 impl SubscriberSettings {
@@ -60,14 +60,14 @@ impl SubscriberSettings {
             None => self.format.unwrap_or(LogFormat::Json),
         };
         let level = match crate::otel::env_var("RUST_LOG") {
-            Some(v) => EnvFilter::try_new(&v).map_err(|e| format!("RUST_LOG `{v}`: {e}"))?,
+            Some(v) => Directives::parse(&v).map_err(|e| format!("RUST_LOG `{v}`: {e}"))?,
             None => {
                 let d = self.level.as_deref().unwrap_or("info");
-                EnvFilter::try_new(d).map_err(|e| format!("log level `{d}`: {e}"))?
+                Directives::parse(d).map_err(|e| format!("log level `{d}`: {e}"))?
             }
         };
         let t = self.trace_filter.as_deref().unwrap_or("info");
-        let trace_filter = EnvFilter::try_new(t).map_err(|e| format!("trace filter `{t}`: {e}"))?;
+        let trace_filter = Directives::parse(t).map_err(|e| format!("trace filter `{t}`: {e}"))?;
         Ok(Plan {
             format,
             level,
@@ -77,35 +77,20 @@ impl SubscriberSettings {
 }
 
 /// Changes the log level of the installed subscriber.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub(crate) struct LevelControl {
-    handle: reload::Handle<EnvFilter, Registry>,
-    current: Arc<std::sync::Mutex<String>>,
-}
-
-impl std::fmt::Debug for LevelControl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LevelControl")
-            .field("current", &self.current())
-            .finish()
-    }
+    directives: Directives,
 }
 
 impl LevelControl {
     pub(crate) fn set(&self, directives: &str) -> Result<(), String> {
-        let filter = EnvFilter::try_new(directives.trim())
-            .map_err(|e| format!("invalid level directives `{}`: {e}", directives.trim()))?;
-        self.handle
-            .reload(filter)
-            .map_err(|e| format!("reloading the level: {e}"))?;
-        if let Ok(mut current) = self.current.lock() {
-            *current = directives.trim().to_owned();
-        }
-        Ok(())
+        self.directives
+            .set(directives)
+            .map_err(|e| format!("invalid level directives `{}`: {e}", directives.trim()))
     }
 
     pub(crate) fn current(&self) -> String {
-        self.current.lock().map(|c| c.clone()).unwrap_or_default()
+        self.directives.current()
     }
 }
 
@@ -139,9 +124,12 @@ pub(crate) fn install(
                 .boxed(),
         );
     }
-    let current = Arc::new(std::sync::Mutex::new(plan.level.to_string()));
-    let (level, handle) = reload::Layer::new(plan.level);
-    let filter = level.and(LogSampler::new(&settings.rate_limits, namespace));
+    let control = LevelControl {
+        directives: plan.level.clone(),
+    };
+    let filter = plan
+        .level
+        .and(LogSampler::new(&settings.rate_limits, namespace));
     match plan.format {
         LogFormat::Json => {
             let sink = settings.sink.clone().unwrap_or_else(LogSink::stdout);
@@ -170,7 +158,7 @@ pub(crate) fn install(
         .with(layers)
         .try_init()
         .map_err(|_| InitError::SubscriberAlreadyInstalled)?;
-    Ok(LevelControl { handle, current })
+    Ok(control)
 }
 
 /// `GET /log-level` and `PUT /log-level`.
