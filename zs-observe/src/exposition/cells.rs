@@ -94,23 +94,38 @@ impl Sharded {
     }
 }
 
-/// A monotonic counter.
+/// A monotonic counter: one word in the cell itself (no second allocation to chase
+/// when a scrape walks 100k of them), plus per-thread shards for call sites.
 #[derive(Debug)]
-pub(crate) struct CounterCell(Sharded);
+pub(crate) struct CounterCell {
+    value: AtomicU64,
+    shards: Option<Sharded>,
+}
 
 impl CounterCell {
     pub(crate) fn new(shards: usize) -> Self {
-        CounterCell(Sharded::new(1, shards))
+        CounterCell {
+            value: AtomicU64::new(0),
+            shards: (shards > 1).then(|| Sharded::new(1, shards)),
+        }
     }
 
     #[inline]
     pub(crate) fn add(&self, n: u64) {
-        let base = self.0.base();
-        self.0.add(base, 0, n);
+        match &self.shards {
+            Some(s) => s.add(s.base(), 0, n),
+            None => {
+                self.value.fetch_add(n, Relaxed);
+            }
+        }
     }
 
     pub(crate) fn value(&self) -> u64 {
-        self.0.total(0)
+        let own = self.value.load(Relaxed);
+        match &self.shards {
+            Some(s) => own.wrapping_add(s.total(0)),
+            None => own,
+        }
     }
 }
 
@@ -121,14 +136,12 @@ impl metrics::CounterFn for CounterCell {
     }
 
     /// Raises the counter to `value` if it is below (`metrics`' semantics of
-    /// `absolute`): the difference goes to this thread's shard.
+    /// `absolute`); the difference goes to the cell's own word.
     fn absolute(&self, value: u64) {
-        let base = self.0.base();
-        let word = &self.0.words[base];
-        let _ = word.fetch_update(Relaxed, Relaxed, |mine| {
-            let others = self.value().wrapping_sub(word.load(Relaxed));
+        let _ = self.value.fetch_update(Relaxed, Relaxed, |own| {
+            let others = self.value().wrapping_sub(own);
             let wanted = value.checked_sub(others)?;
-            (wanted > mine).then_some(wanted)
+            (wanted > own).then_some(wanted)
         });
     }
 }
@@ -238,6 +251,11 @@ impl HistogramCell {
             words: Sharded::new(width, shards),
             bounds,
         }
+    }
+
+    /// Buckets including `+Inf`.
+    pub(crate) fn bucket_count(&self) -> usize {
+        self.bounds.buckets()
     }
 
     /// Records one observation. `NaN` is ignored.
