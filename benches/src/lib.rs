@@ -40,14 +40,19 @@ impl Floor {
     pub fn call<T>(&self, body: impl FnOnce() -> T) -> T {
         let start = Instant::now();
         let ret = body();
-        let seconds = Instant::now().duration_since(start).as_secs_f64();
+        self.count(Instant::now().duration_since(start).as_secs_f64());
+        ret
+    }
+
+    /// The two relaxed adds: the call and its bucket.
+    #[inline]
+    fn count(&self, seconds: f64) {
         self.calls.fetch_add(1, Ordering::Relaxed);
         let bucket = BUCKETS
             .iter()
             .position(|&le| seconds <= le)
             .unwrap_or(BUCKETS.len());
         self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
-        ret
     }
 
     /// The same work timed with the CPU's time-stamp counter (`quanta`, the clock
@@ -57,14 +62,7 @@ impl Floor {
     pub fn call_tsc<T>(&self, clock: &quanta::Clock, body: impl FnOnce() -> T) -> T {
         let start = clock.raw();
         let ret = body();
-        let nanos = clock.delta_as_nanos(start, clock.raw());
-        self.calls.fetch_add(1, Ordering::Relaxed);
-        let seconds = nanos as f64 / 1e9;
-        let bucket = BUCKETS
-            .iter()
-            .position(|&le| seconds <= le)
-            .unwrap_or(BUCKETS.len());
-        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.count(clock.delta_as_nanos(start, clock.raw()) as f64 / 1e9);
         ret
     }
 

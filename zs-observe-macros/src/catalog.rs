@@ -6,7 +6,7 @@
 //! cached in this process (rustc loads the macro once per crate), keyed by path
 //! and modification time, so long-lived hosts such as rust-analyzer see edits.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
@@ -33,21 +33,69 @@ type Cache = HashMap<
     ),
 >;
 
+fn mtime(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// Where the crate's catalog is (absolute path, path shown in messages), resolved
+/// from `ZS_OBSERVE_CATALOG` or the crate's `Cargo.toml`. Cached per crate
+/// directory, override and manifest modification time: `Cargo.toml` is read once
+/// per compilation, not once per attribute.
+fn resolve(dir: PathBuf) -> Option<(PathBuf, String)> {
+    let over = std::env::var(ENV).ok().filter(|v| !v.trim().is_empty());
+    let manifest = dir.join("Cargo.toml");
+    let key = (dir.clone(), over.clone(), mtime(&manifest));
+    type Resolved =
+        HashMap<(PathBuf, Option<String>, Option<SystemTime>), Option<(PathBuf, String)>>;
+    static RESOLVED: OnceLock<Mutex<Resolved>> = OnceLock::new();
+    let mut resolved = RESOLVED
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if key.2.is_some() {
+        if let Some(hit) = resolved.get(&key) {
+            return hit.clone();
+        }
+    }
+    let found = over
+        .or_else(|| {
+            let text = std::fs::read_to_string(&manifest).ok()?;
+            zs_observe_catalog::catalog_setting_from_manifest(&text)
+        })
+        .map(|setting| {
+            let dir = dir.canonicalize().unwrap_or(dir);
+            let path = dir.join(setting);
+            let path = path.canonicalize().unwrap_or(path);
+            let shown = relative(&path, &dir);
+            (path, shown)
+        });
+    resolved.insert(key, found.clone());
+    found
+}
+
+/// Whether this is the first expansion in this compilation (this process and crate)
+/// to use `path`: only that one emits the rebuild tracking (`include_bytes!` of the
+/// catalog), so rustc reads the file once per compilation, not once per attribute.
+pub(crate) fn first_use(path: &Path) -> bool {
+    static SEEN: OnceLock<Mutex<HashSet<(String, PathBuf)>>> = OnceLock::new();
+    // One rustc process compiles one crate; a long-lived host (rust-analyzer's
+    // proc-macro server) expands many, hence the crate in the key.
+    let krate = format!(
+        "{}#{}",
+        std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default(),
+        std::env::var("CARGO_CRATE_NAME").unwrap_or_default()
+    );
+    SEEN.get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert((krate, path.to_owned()))
+}
+
 /// The crate's catalog, or `None` when it has none (lexical checks only).
 pub(crate) fn lookup() -> Option<Loaded> {
     let dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR")?);
-    let setting = std::env::var(ENV)
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .or_else(|| {
-            let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).ok()?;
-            zs_observe_catalog::catalog_setting_from_manifest(&manifest)
-        })?;
-    let dir = dir.canonicalize().unwrap_or(dir);
-    let path = dir.join(setting);
-    let path = path.canonicalize().unwrap_or(path);
-    let shown = relative(&path, &dir);
-    let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+    let (path, shown) = resolve(dir)?;
+    let mtime = mtime(&path);
 
     static CACHE: OnceLock<Mutex<Cache>> = OnceLock::new();
     let mut cache = CACHE

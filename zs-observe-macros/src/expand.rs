@@ -208,11 +208,14 @@ fn async_wrap(
 /// points at it changes (rustc records both in the crate's dep-info).
 fn rebuild_tracking(catalog_file: Option<&str>) -> TokenStream {
     let env = crate::catalog::ENV;
-    let file = catalog_file.map(|f| {
-        quote!(
-            const _: &[u8] = ::core::include_bytes!(#f);
-        )
-    });
+    // Once per compilation: every further `include_bytes!` would read the file again.
+    let file = catalog_file
+        .filter(|f| crate::catalog::first_use(std::path::Path::new(f)))
+        .map(|f| {
+            quote!(
+                const _: &[u8] = ::core::include_bytes!(#f);
+            )
+        });
     quote! {
         #file
         const _: ::core::option::Option<&str> = ::core::option_env!(#env);

@@ -291,30 +291,18 @@ impl Registry {
     pub(crate) fn render(&self) -> String {
         let mut out = String::with_capacity(1024 + self.text_bytes());
         let help = read(&self.help);
-        {
-            let counters = read(&self.counters);
-            for (name, family) in &counters.families {
-                family_header(&mut out, &help, name, "counter");
-                for s in &family.series {
-                    out.push_str(family.text(s));
-                    render::push_u64(&mut out, s.cell.value());
-                    out.push('\n');
-                }
-                out.push('\n');
-            }
-        }
-        {
-            let gauges = read(&self.gauges);
-            for (name, family) in &gauges.families {
-                family_header(&mut out, &help, name, "gauge");
-                for s in &family.series {
-                    out.push_str(family.text(s));
-                    render::push_f64(&mut out, s.cell.value());
-                    out.push('\n');
-                }
-                out.push('\n');
-            }
-        }
+        render_lines(
+            &mut out,
+            &help,
+            &read(&self.counters),
+            "counter",
+            |out, c| {
+                render::push_u64(out, c.value());
+            },
+        );
+        render_lines(&mut out, &help, &read(&self.gauges), "gauge", |out, g| {
+            render::push_f64(out, g.value());
+        });
         {
             let histograms = read(&self.histograms);
             let mut scratch = Vec::new();
@@ -339,6 +327,25 @@ impl Registry {
             }
         }
         out
+    }
+}
+
+/// Families of one-line series (counters, gauges): the stored prefix, the value.
+fn render_lines<C>(
+    out: &mut String,
+    help: &HashMap<String, String>,
+    store: &Store<C>,
+    kind: &str,
+    value: impl Fn(&mut String, &C),
+) {
+    for (name, family) in &store.families {
+        family_header(out, help, name, kind);
+        for s in &family.series {
+            out.push_str(family.text(s));
+            value(out, &s.cell);
+            out.push('\n');
+        }
+        out.push('\n');
     }
 }
 
