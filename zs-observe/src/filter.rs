@@ -29,8 +29,9 @@ use tracing_subscriber::EnvFilter;
 enum Parsed {
     /// `target=level` pairs and a default level: decided per callsite.
     Targets(Targets),
-    /// Span or field directives: `EnvFilter`, with its per-span hooks.
-    Env(EnvFilter),
+    /// Span or field directives: `EnvFilter`, with its per-span hooks (boxed: it
+    /// is large and rare).
+    Env(Box<EnvFilter>),
 }
 
 impl Parsed {
@@ -41,7 +42,7 @@ impl Parsed {
         match Targets::from_str(text) {
             Ok(targets) if !names_spans => Ok(Parsed::Targets(targets)),
             _ => EnvFilter::try_new(text)
-                .map(Parsed::Env)
+                .map(|e| Parsed::Env(Box::new(e)))
                 .map_err(|e| e.to_string()),
         }
     }
@@ -107,7 +108,7 @@ where
     fn enabled(&self, meta: &Metadata<'_>, cx: &Context<'_, S>) -> bool {
         self.with(|p| match p {
             Parsed::Targets(t) => t.would_enable(meta.target(), meta.level()),
-            Parsed::Env(e) => Filter::<S>::enabled(e, meta, cx),
+            Parsed::Env(e) => Filter::<S>::enabled(&**e, meta, cx),
         })
     }
 
@@ -120,14 +121,14 @@ where
                     Interest::never()
                 }
             }
-            Parsed::Env(e) => Filter::<S>::callsite_enabled(e, meta),
+            Parsed::Env(e) => Filter::<S>::callsite_enabled(&**e, meta),
         })
     }
 
     fn max_level_hint(&self) -> Option<LevelFilter> {
         self.with(|p| match p {
             Parsed::Targets(t) => Filter::<S>::max_level_hint(t),
-            Parsed::Env(e) => Filter::<S>::max_level_hint(e),
+            Parsed::Env(e) => Filter::<S>::max_level_hint(&**e),
         })
     }
 
@@ -135,7 +136,7 @@ where
         if self.dynamic() {
             self.with(|p| {
                 if let Parsed::Env(e) = p {
-                    Filter::<S>::on_new_span(e, attrs, id, cx);
+                    Filter::<S>::on_new_span(&**e, attrs, id, cx);
                 }
             });
         }
@@ -145,7 +146,7 @@ where
         if self.dynamic() {
             self.with(|p| {
                 if let Parsed::Env(e) = p {
-                    Filter::<S>::on_record(e, id, values, cx);
+                    Filter::<S>::on_record(&**e, id, values, cx);
                 }
             });
         }
@@ -155,7 +156,7 @@ where
         if self.dynamic() {
             self.with(|p| {
                 if let Parsed::Env(e) = p {
-                    Filter::<S>::on_enter(e, id, cx);
+                    Filter::<S>::on_enter(&**e, id, cx);
                 }
             });
         }
@@ -165,7 +166,7 @@ where
         if self.dynamic() {
             self.with(|p| {
                 if let Parsed::Env(e) = p {
-                    Filter::<S>::on_exit(e, id, cx);
+                    Filter::<S>::on_exit(&**e, id, cx);
                 }
             });
         }
@@ -175,7 +176,7 @@ where
         if self.dynamic() {
             self.with(|p| {
                 if let Parsed::Env(e) = p {
-                    Filter::<S>::on_close(e, id, cx);
+                    Filter::<S>::on_close(&**e, id, cx);
                 }
             });
         }
