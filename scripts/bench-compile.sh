@@ -108,7 +108,7 @@ time_build() {
     cargo clean --offline --quiet -p "bench-$1"
     /usr/bin/time -f "%e %U %S" -o "$SCRATCH/time.txt" \
         cargo build --offline --quiet -j"$JOBS" -p "bench-$1"
-    awk '{ printf "%.2f %.2f", $1, $2 + $3 }' "$SCRATCH/time.txt"
+    awk '{ printf "%.2f %.2f\n", $1, $2 + $3 }' "$SCRATCH/time.txt"
 }
 median() { tr ' ' '\n' | grep . | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
