@@ -14,7 +14,7 @@
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use tracing::level_filters::LevelFilter;
@@ -52,10 +52,10 @@ impl Parsed {
 /// a read touches no shared cache line for writing, unlike a `RwLock` read.
 #[derive(Clone)]
 pub(crate) struct Directives {
-    parsed: Arc<ArcSwap<Parsed>>,
-    /// Whether `parsed` is `Env` (only then do span hooks take the lock).
+    /// The parsed directives and their text, swapped together.
+    parsed: Arc<ArcSwap<(Parsed, String)>>,
+    /// Whether `parsed` is `Env`: only then do the span hooks load it.
     dynamic: Arc<AtomicBool>,
-    text: Arc<RwLock<String>>,
 }
 
 impl std::fmt::Debug for Directives {
@@ -69,8 +69,7 @@ impl Directives {
         let parsed = Parsed::parse(text)?;
         Ok(Directives {
             dynamic: Arc::new(AtomicBool::new(matches!(parsed, Parsed::Env(_)))),
-            parsed: Arc::new(ArcSwap::from_pointee(parsed)),
-            text: Arc::new(RwLock::new(text.trim().to_owned())),
+            parsed: Arc::new(ArcSwap::from_pointee((parsed, text.trim().to_owned()))),
         })
     }
 
@@ -78,22 +77,19 @@ impl Directives {
     pub(crate) fn set(&self, text: &str) -> Result<(), String> {
         let parsed = Parsed::parse(text)?;
         let dynamic = matches!(parsed, Parsed::Env(_));
-        self.parsed.store(Arc::new(parsed));
+        self.parsed
+            .store(Arc::new((parsed, text.trim().to_owned())));
         self.dynamic.store(dynamic, Ordering::Release);
-        *self.text.write().unwrap_or_else(PoisonError::into_inner) = text.trim().to_owned();
         tracing::callsite::rebuild_interest_cache();
         Ok(())
     }
 
     pub(crate) fn current(&self) -> String {
-        self.text
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.parsed.load().1.clone()
     }
 
     fn with<T>(&self, f: impl FnOnce(&Parsed) -> T) -> T {
-        f(&self.parsed.load())
+        f(&self.parsed.load().0)
     }
 
     fn dynamic(&self) -> bool {

@@ -124,10 +124,6 @@ impl Lines for HistogramCell {
     }
 }
 
-fn lines<C: Lines>(cell: &C) -> usize {
-    cell.lines()
-}
-
 /// Histogram buckets: per metric name, else the default.
 #[derive(Debug, Clone)]
 pub(crate) struct BucketConfig {
@@ -226,7 +222,7 @@ impl Registry {
         let name = render::metric_name(key.name());
         store.by_key.insert(key.clone(), cell.clone());
         store.series += 1;
-        store.text_bytes += lines(&*cell) * (name.len() + labels.len() + 40);
+        store.text_bytes += cell.lines() * (name.len() + labels.len() + 40);
         if !store.families.contains_key(&name) {
             store.text_bytes += 2 * name.len() + 40;
         }
