@@ -356,7 +356,13 @@ fn span_expr(args: &Args, func: &Func, target: &TokenStream, level: Level) -> To
         fields.push(quote!(otel.status_code = #p::tracing::field::Empty));
         fields.push(quote!(otel.status_description = #p::tracing::field::Empty));
     }
-    quote!(#p::tracing::span!(target: #target, #lvl, #name #(, #fields)*))
+    // Decides sampling before the span is built: an unsampled call's span is a
+    // light one (`zs_observe::light`), restored to normal once the span exists.
+    let scope = Ident::new("__zs_light", Span::mixed_site());
+    quote!({
+        let #scope = #p::light_begin();
+        #p::tracing::span!(target: #target, #lvl, #name #(, #fields)*)
+    })
 }
 
 /// Per-call label values, evaluated before the body runs (it may move the parameters).

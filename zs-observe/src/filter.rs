@@ -88,6 +88,15 @@ impl Directives {
         self.parsed.load().1.clone()
     }
 
+    /// The verdict for `meta` when it depends on the callsite alone (`None`: the
+    /// directives name spans or fields, and only `EnvFilter` can tell).
+    pub(crate) fn static_verdict(&self, meta: &Metadata<'_>) -> Option<bool> {
+        self.with(|p| match p {
+            Parsed::Targets(t) => Some(t.would_enable(meta.target(), meta.level())),
+            Parsed::Env(_) => None,
+        })
+    }
+
     fn with<T>(&self, f: impl FnOnce(&Parsed) -> T) -> T {
         f(&self.parsed.load().0)
     }

@@ -18,6 +18,7 @@ pub mod coverage;
 mod exposition;
 mod filter;
 mod http;
+mod light;
 mod logging;
 mod otel;
 pub mod propagation;
@@ -82,6 +83,7 @@ where
 pub mod __private {
     pub use crate::callsite::{CallSite, Completion, Guard, OutcomeOfAny, OutcomeOfResult};
     pub use crate::coverage::Registration;
+    pub use crate::light::{begin as light_begin, Scope as LightScope};
     pub use inventory;
     pub use metrics::Label;
     pub use tracing;

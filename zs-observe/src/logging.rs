@@ -115,7 +115,20 @@ impl JsonLayer {
 /// The fields of one span, kept in its extensions: a small vector in declaration
 /// order (one allocation for the span, none for a span without fields), where a map
 /// cost a tree node and a `String` key per field, made and freed for every span.
-struct SpanFields(Vec<(Cow<'static, str>, Value)>);
+struct SpanFields(crate::light::Fields);
+
+/// Records span fields the way the JSON layer keeps them (for light spans).
+pub(crate) fn record_span_fields(
+    redactor: &Redactor,
+    fields: &mut crate::light::Fields,
+    record: impl FnOnce(&mut dyn Visit),
+) {
+    record(&mut JsonVisitor {
+        fields,
+        redactor,
+        message: None,
+    });
+}
 
 /// Where a visitor puts the fields it reads.
 trait FieldSink {
@@ -247,8 +260,33 @@ where
         }
 
         // Span fields, outermost first so inner spans win; then the event's own.
+        // Light spans (unsampled `#[instrumented]` calls, see `crate::light`) are not
+        // in the registry: each goes after the registry span entered just before it.
+        let mut lights = Vec::new();
+        if event.is_contextual() {
+            crate::light::entered_frames(&mut lights);
+        }
+        let mut placed = vec![false; lights.len()];
+        let mut innermost: Option<&'static str> = None;
+        let mut place = |after: Option<u64>,
+                         all: bool,
+                         line: &mut Map<String, Value>,
+                         innermost: &mut Option<&'static str>| {
+            for (i, (parent, id)) in lights.iter().enumerate() {
+                if placed[i] || (!all && *parent != after) {
+                    continue;
+                }
+                placed[i] = true;
+                if let Some(frame) = crate::light::frame(id) {
+                    for (k, v) in frame.fields().iter() {
+                        line.insert(k.to_string(), v.clone());
+                    }
+                    *innermost = Some(frame.name());
+                }
+            }
+        };
+        place(None, false, &mut line, &mut innermost);
         if let Some(scope) = ctx.event_scope(event) {
-            let mut innermost = None;
             for span in scope.from_root() {
                 if let Some(SpanFields(fields)) = span.extensions().get::<SpanFields>() {
                     for (k, v) in fields {
@@ -256,10 +294,12 @@ where
                     }
                 }
                 innermost = Some(span.name());
+                place(Some(span.id().into_u64()), false, &mut line, &mut innermost);
             }
-            if let Some(name) = innermost {
-                line.insert("span".into(), Value::String(name.to_owned()));
-            }
+        }
+        place(None, true, &mut line, &mut innermost);
+        if let Some(name) = innermost {
+            line.insert("span".into(), Value::String(name.to_owned()));
         }
         let mut message = None;
         event.record(&mut JsonVisitor {

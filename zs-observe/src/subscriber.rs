@@ -6,9 +6,15 @@ use std::io::IsTerminal;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
+use std::any::TypeId;
 use tracing_subscriber::filter::FilterExt;
 use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
+
+use tracing::level_filters::LevelFilter;
+use tracing::span::{Attributes, Id, Record};
+use tracing::subscriber::Interest;
+use tracing::{Event, Metadata, Subscriber};
+use tracing_core::span::Current;
 use tracing_subscriber::{Layer, Registry};
 
 use crate::filter::Directives;
@@ -129,6 +135,7 @@ pub(crate) fn install(
     };
     let filter = plan
         .level
+        .clone()
         .and(LogSampler::new(&settings.rate_limits, namespace));
     match plan.format {
         LogFormat::Json => {
@@ -154,11 +161,247 @@ pub(crate) fn install(
             );
         }
     }
-    tracing_subscriber::registry()
-        .with(layers)
-        .try_init()
+    // Light spans need every consumer to understand them: the JSON log layer, and
+    // head sampling deciding what the OTel layer sees (or no OTel layer at all).
+    let head_ratio = traces.and_then(|t| t.resolved.sampler.head_ratio());
+    let light = plan.format == LogFormat::Json && (traces.is_none() || head_ratio.is_some());
+    let subscriber = ZsSubscriber {
+        inner: tracing_subscriber::registry().with(layers),
+        light: light.then(|| LightSettings {
+            levels: plan.level.clone(),
+            redactor: Redactor::new(&settings.redact),
+        }),
+    };
+    tracing::subscriber::set_global_default(subscriber)
         .map_err(|_| InitError::SubscriberAlreadyInstalled)?;
+    if light {
+        create_carrier();
+        crate::light::activate(head_ratio);
+    }
     Ok(control)
+}
+
+/// Creates the carrier span (see `crate::light`) through the global dispatcher, as
+/// the `span!` macro would, so the per-layer filters decide who records it.
+fn create_carrier() {
+    let meta = crate::light::carrier_meta();
+    let interest = crate::light::CARRIER_CALLSITE.interest();
+    if interest.is_never() {
+        return;
+    }
+    tracing::dispatcher::get_default(|dispatch| {
+        if !dispatch.enabled(meta) {
+            return;
+        }
+        let values = meta.fields().value_set(&[]);
+        let id = dispatch.new_span(&tracing::span::Attributes::new_root(meta, &values));
+        // Never closed: it outlives every light span.
+        crate::light::set_carrier(&id);
+    });
+}
+
+struct LightSettings {
+    levels: Directives,
+    redactor: Redactor,
+}
+
+/// The runtime's subscriber: the registry and its layers, plus light spans for
+/// unsampled `#[instrumented]` calls (`crate::light`).
+struct ZsSubscriber<S> {
+    inner: S,
+    light: Option<LightSettings>,
+}
+
+impl<S> ZsSubscriber<S>
+where
+    S: Subscriber,
+{
+    /// A light span for `attrs` if its call site asked for one and the log level
+    /// allows the span.
+    fn new_light(&self, attrs: &Attributes<'_>) -> Option<Id> {
+        let settings = self.light.as_ref()?;
+        if !crate::light::take_pending() || !attrs.is_contextual() {
+            return None;
+        }
+        crate::light::create(attrs.metadata(), |fields| {
+            crate::logging::record_span_fields(&settings.redactor, fields, |v| attrs.record(v))
+        })
+    }
+
+    /// Rewrites an explicit light parent to a registry one: the registry must
+    /// never see a light id.
+    fn registry_parent(&self, attrs: &Attributes<'_>) -> Option<Option<Id>> {
+        let parent = attrs.parent()?;
+        crate::light::is_light(parent).then(crate::light::carrier)
+    }
+}
+
+impl<S> Subscriber for ZsSubscriber<S>
+where
+    S: Subscriber,
+{
+    fn on_register_dispatch(&self, subscriber: &tracing::Dispatch) {
+        self.inner.on_register_dispatch(subscriber);
+    }
+
+    fn register_callsite(&self, meta: &'static Metadata<'static>) -> Interest {
+        self.inner.register_callsite(meta)
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        self.inner.max_level_hint()
+    }
+
+    fn enabled(&self, meta: &Metadata<'_>) -> bool {
+        if meta.is_span() && crate::light::is_pending() {
+            if let Some(settings) = &self.light {
+                // An unsampled call's span: only the log level decides; the
+                // per-layer filters are not asked (nothing of theirs will run).
+                match settings.levels.static_verdict(meta) {
+                    Some(enabled) => {
+                        if !enabled {
+                            crate::light::take_pending();
+                        }
+                        return enabled;
+                    }
+                    None => {
+                        crate::light::take_pending();
+                    }
+                }
+            }
+        }
+        self.inner.enabled(meta)
+    }
+
+    fn new_span(&self, attrs: &Attributes<'_>) -> Id {
+        if let Some(id) = self.new_light(attrs) {
+            return id;
+        }
+        match self.registry_parent(attrs) {
+            None => self.inner.new_span(attrs),
+            Some(parent) => {
+                let values = attrs.values();
+                let attrs = match &parent {
+                    Some(p) => Attributes::child_of(p.clone(), attrs.metadata(), values),
+                    None => Attributes::new_root(attrs.metadata(), values),
+                };
+                self.inner.new_span(&attrs)
+            }
+        }
+    }
+
+    fn record(&self, span: &Id, values: &Record<'_>) {
+        let target = if crate::light::is_light(span) {
+            Some(span.clone())
+        } else if crate::light::carrier().as_ref() == Some(span) {
+            // `Span::current()` inside a light span names the carrier with the
+            // light span's metadata: the values belong to that light span.
+            match first_callsite(values) {
+                Some(cs) => crate::light::entered_frame_of(&cs),
+                None => None,
+            }
+        } else {
+            return self.inner.record(span, values);
+        };
+        let (Some(id), Some(settings)) = (target, &self.light) else {
+            return;
+        };
+        if let Some(frame) = crate::light::frame(&id) {
+            let mut fields = frame.fields();
+            crate::logging::record_span_fields(&settings.redactor, &mut fields, |v| {
+                values.record(v)
+            });
+        }
+    }
+
+    fn record_follows_from(&self, span: &Id, follows: &Id) {
+        if !crate::light::is_light(span) && !crate::light::is_light(follows) {
+            self.inner.record_follows_from(span, follows);
+        }
+    }
+
+    fn event_enabled(&self, event: &Event<'_>) -> bool {
+        self.inner.event_enabled(event)
+    }
+
+    fn event(&self, event: &Event<'_>) {
+        // Light ids never reach user code (`Span::current()` names the carrier), so
+        // no event has one as its explicit parent.
+        self.inner.event(event)
+    }
+
+    fn enter(&self, span: &Id) {
+        if crate::light::is_light(span) {
+            crate::light::push(span, true);
+        } else {
+            self.inner.enter(span);
+            crate::light::push(span, false);
+        }
+    }
+
+    fn exit(&self, span: &Id) {
+        if !crate::light::is_light(span) {
+            self.inner.exit(span);
+        }
+        crate::light::pop(span);
+    }
+
+    fn clone_span(&self, span: &Id) -> Id {
+        if crate::light::is_light(span) {
+            crate::light::clone(span);
+            return span.clone();
+        }
+        self.inner.clone_span(span)
+    }
+
+    #[allow(deprecated)]
+    fn drop_span(&self, span: Id) {
+        let _ = self.try_close(span);
+    }
+
+    fn try_close(&self, span: Id) -> bool {
+        if crate::light::is_light(&span) {
+            return crate::light::release(&span);
+        }
+        self.inner.try_close(span)
+    }
+
+    // The OTel layer's span extensions (`OpenTelemetrySpanExt`) find it through the
+    // dispatcher by downcasting: answers must come from the inner subscriber.
+    #[allow(unsafe_code)]
+    unsafe fn downcast_raw(&self, id: TypeId) -> Option<*const ()> {
+        if id == TypeId::of::<Self>() {
+            return Some(self as *const Self as *const ());
+        }
+        // SAFETY: the inner subscriber's own answer for `id`, unchanged; it points
+        // into `self.inner`, which lives as long as `self`.
+        unsafe { self.inner.downcast_raw(id) }
+    }
+
+    fn current_span(&self) -> Current {
+        if let Some(light) = crate::light::current_light() {
+            let meta = crate::light::frame(&light).and_then(|f| f.meta());
+            if let (Some(meta), Some(carrier)) = (meta, crate::light::carrier()) {
+                return Current::new(carrier, meta);
+            }
+        }
+        self.inner.current_span()
+    }
+}
+
+/// The callsite of the first field in `values` (all of a record's fields share one).
+fn first_callsite(values: &Record<'_>) -> Option<tracing::callsite::Identifier> {
+    struct First(Option<tracing::callsite::Identifier>);
+    impl tracing::field::Visit for First {
+        fn record_debug(&mut self, field: &tracing::field::Field, _: &dyn std::fmt::Debug) {
+            if self.0.is_none() {
+                self.0 = Some(field.callsite());
+            }
+        }
+    }
+    let mut first = First(None);
+    values.record(&mut first);
+    first.0
 }
 
 /// `GET /log-level` and `PUT /log-level`.

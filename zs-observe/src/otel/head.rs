@@ -73,6 +73,19 @@ pub(crate) fn with_remote_parent<T>(sampled: Option<bool>, create: impl FnOnce()
     create()
 }
 
+/// Sets the remote-parent state for the span about to be created (the call site
+/// that rolled for a new root passes `Some(true)`); returns the previous state.
+pub(crate) fn force_remote_parent(sampled: Option<bool>) -> Option<Option<bool>> {
+    REMOTE_PARENT
+        .try_with(|r| r.replace(Some(sampled)))
+        .unwrap_or(None)
+}
+
+/// Puts back what [`force_remote_parent`] returned.
+pub(crate) fn restore_remote_parent(previous: Option<Option<bool>>) {
+    let _ = REMOTE_PARENT.try_with(|r| r.set(previous));
+}
+
 /// The per-layer filter of the OTel layer.
 #[derive(Debug)]
 pub(crate) struct HeadSampler {
@@ -102,6 +115,9 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn enabled(&self, meta: &Metadata<'_>, cx: &Context<'_, S>) -> bool {
+        if crate::light::is_carrier(meta) {
+            return false;
+        }
         if !meta.is_span() {
             // Events attach to the nearest span the layer sees, if any.
             return true;
@@ -111,11 +127,20 @@ where
             Some(None) => return self.roll(),
             None => {}
         }
+        if crate::light::inside_light() {
+            // A span opened inside an unsampled call is not sampled either.
+            return false;
+        }
         match cx.current_span().id() {
             // `cx` is filtered: the parent is found only if this layer sees it.
             Some(parent) => cx.span(parent).is_some(),
             None => self.roll(),
         }
+    }
+
+    fn on_enter(&self, _id: &tracing::span::Id, _cx: Context<'_, S>) {
+        // Called only for spans this filter kept: the entered span is sampled.
+        crate::light::entering_sampled();
     }
 
     fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {

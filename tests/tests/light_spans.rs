@@ -1,0 +1,175 @@
+//! Unsampled calls' spans are light (kept out of the registry, `zs_observe`'s
+//! `light` module): their log lines must read exactly as an ordinary span's would.
+//! Every root here loses the sampling roll (`ParentBasedAlwaysOff`), so every
+//! `#[instrumented]` span in this process is a light one.
+
+use std::sync::OnceLock;
+
+use serde_json::Value;
+use zs_observe::Telemetry;
+use zs_observe_tests::logs::CapturedLogs;
+
+fn setup() -> &'static (Telemetry, CapturedLogs) {
+    static SETUP: OnceLock<(Telemetry, CapturedLogs)> = OnceLock::new();
+    SETUP.get_or_init(|| {
+        let logs = CapturedLogs::default();
+        let telemetry = Telemetry::builder()
+            .with_service_name("lighttest")
+            .with_log_sink(logs.sink())
+            .with_log_format(zs_observe::LogFormat::Json)
+            .with_log_level("info")
+            .with_sampler(zs_observe::TraceSampler::ParentBasedAlwaysOff)
+            .install()
+            .expect("install");
+        (telemetry, logs)
+    })
+}
+
+fn line(logs: &CapturedLogs, message: &str) -> Value {
+    let found: Vec<Value> = logs
+        .json_lines()
+        .into_iter()
+        .filter(|l| l["message"] == message)
+        .collect();
+    assert_eq!(found.len(), 1, "one line `{message}`: {found:#?}");
+    found.into_iter().next().unwrap()
+}
+
+#[zs_observe::instrumented(
+    span = "outer.op",
+    counter = "light_outer_total",
+    fields(job = "j1", late = tracing::field::Empty, password = "hunter2")
+)]
+fn outer(n: u64) -> u64 {
+    tracing::Span::current().record("late", "filled");
+    tracing::info!("in outer");
+    let headers = zs_observe::propagation::current_headers();
+    let traceparent = headers["traceparent"].to_str().unwrap().to_owned();
+    assert!(
+        traceparent.ends_with("-00"),
+        "an unsampled call propagates sampled=0: {traceparent}"
+    );
+    let user = tracing::info_span!("user.span", u = 7);
+    let r = user.in_scope(|| {
+        tracing::info!("in user");
+        inner(n + 1).unwrap_or(0)
+    });
+    let _ = inner(0);
+    tracing::info!("outer again");
+    r
+}
+
+#[zs_observe::instrumented(span = "inner.op", counter = "light_inner_total", err)]
+fn inner(m: u64) -> Result<u64, String> {
+    if m == 0 {
+        return Err("m is zero".to_owned());
+    }
+    tracing::info!(depth = 2, "in inner");
+    Ok(m * 10)
+}
+
+#[test]
+fn nested_light_spans_give_log_lines_their_fields_in_order() {
+    let (telemetry, logs) = setup();
+    assert_eq!(outer(1), 20);
+    assert!(
+        tracing::Span::current().is_none(),
+        "no span is left entered after the calls"
+    );
+
+    let l = line(logs, "in outer");
+    assert_eq!(l["span"], "outer.op");
+    assert_eq!(l["n"], 1);
+    assert_eq!(l["job"], "j1");
+    assert_eq!(
+        l["late"], "filled",
+        "Span::current().record reaches the light span"
+    );
+    assert_eq!(l["password"], zs_observe::REDACTED);
+    assert!(l.get("trace_id").is_none(), "unsampled: no trace id: {l}");
+
+    let l = line(logs, "in user");
+    assert_eq!(l["span"], "user.span");
+    assert_eq!(
+        (l["n"].clone(), l["u"].clone()),
+        (Value::from(1), Value::from(7))
+    );
+
+    let l = line(logs, "in inner");
+    assert_eq!(l["span"], "inner.op", "{l}");
+    assert_eq!(l["m"], 2);
+    assert_eq!(l["u"], 7, "the user span encloses the inner call");
+    assert_eq!(l["job"], "j1");
+    assert_eq!(l["depth"], 2);
+
+    let err = logs
+        .json_lines()
+        .into_iter()
+        .find(|l| l["error"] == "m is zero")
+        .expect("the err event");
+    assert_eq!(err["span"], "inner.op");
+    assert_eq!(err["m"], 0);
+    assert_eq!(err["level"], "error");
+
+    let l = line(logs, "outer again");
+    assert_eq!(l["span"], "outer.op");
+    assert!(l.get("m").is_none() && l.get("u").is_none(), "{l}");
+
+    let text = telemetry.render();
+    let value = |name: &str, outcome: &str| -> Option<String> {
+        text.lines()
+            .find(|l| {
+                l.starts_with(&format!("{name}{{")) && l.contains(&format!("outcome=\"{outcome}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        value("light_inner_total", "error").as_deref(),
+        Some("1"),
+        "{text}"
+    );
+    assert_eq!(
+        value("light_inner_total", "ok").as_deref(),
+        Some("1"),
+        "{text}"
+    );
+    assert_eq!(
+        value("light_outer_total", "ok").as_deref(),
+        Some("1"),
+        "{text}"
+    );
+}
+
+#[zs_observe::instrumented(span = "async.op", fields(job = "a1"))]
+async fn across_awaits(k: u64) -> u64 {
+    tracing::info!("before await");
+    tokio::task::yield_now().await;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    tracing::info!(id = k, "after await");
+    k
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_light_spans_follow_their_future_across_threads() {
+    let (_, logs) = setup();
+    let tasks: Vec<_> = (0..50u64)
+        .map(|k| tokio::spawn(across_awaits(1000 + k)))
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let after: Vec<Value> = logs
+        .json_lines()
+        .into_iter()
+        .filter(|l| l["message"] == "after await")
+        .collect();
+    assert_eq!(after.len(), 50);
+    for l in after {
+        assert_eq!(l["span"], "async.op");
+        assert_eq!(l["job"], "a1");
+        // The span's own field and the event's field carry the same value: the
+        // line never mixes one task's span with another's event.
+        assert_eq!(l["k"], l["id"], "{l}");
+    }
+}

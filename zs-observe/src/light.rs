@@ -1,0 +1,452 @@
+//! Light spans: the span of an `#[instrumented]` call that will not be sampled,
+//! kept out of the `tracing-subscriber` registry.
+//!
+//! Under head sampling most calls are not traced, yet every span they open went
+//! through the whole registry: a slab slot, per-layer filter bookkeeping, the log
+//! layer's field capture, enter/exit/close hooks of every layer. Callgrind put that
+//! at ~4,000 instructions per call, twenty times the metrics it carried.
+//!
+//! Here the decision is taken at the call site, before the span is built
+//! ([`begin`]): when the current context is not sampled (the innermost entered span
+//! is an unsampled one) or a new root loses the sampling roll, the span becomes a
+//! *light* span. [`crate::subscriber::ZsSubscriber`] gives it an id of its own and
+//! keeps a small frame: its metadata and its fields, rendered once for the JSON log
+//! layer. Entering it pushes it on a per-thread stack ([`STACK`]); the log layer
+//! reads that stack and places light frames between the registry's spans, so log
+//! lines inside an unsampled call carry the same span fields as before. Traces are
+//! unchanged: light spans are exactly the ones the OTel layer would not have seen.
+//!
+//! What a light span does not do: it has no registry entry, so `Span::current()`
+//! inside it returns a stand-in registry span (the *carrier*, invisible to the OTel
+//! layer) with the light span's metadata; `record` on it reaches the light frame.
+//! OpenTelemetry extension calls on it act on the carrier, which has no trace
+//! context, as an unsampled span never had.
+//!
+//! Light spans are used only where every consumer understands them: the runtime's
+//! own subscriber with the JSON log layer and head sampling (or no tracing). With
+//! console logs, another sampler, or a subscriber of the application's own, call
+//! sites build ordinary spans.
+
+use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use serde_json::Value;
+use tracing::span::Id;
+use tracing::Metadata;
+
+/// Span fields as the JSON log layer keeps them.
+pub(crate) type Fields = Vec<(Cow<'static, str>, Value)>;
+
+/// Whether call sites may build light spans (set when the runtime's subscriber is
+/// installed in a configuration that supports them).
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+
+/// Roots are sampled when a random `u64` is below this (`0`: never).
+static ROOT_THRESHOLD: AtomicU64 = AtomicU64::new(0);
+
+/// The registry id of the carrier span (`0`: none).
+static CARRIER: AtomicU64 = AtomicU64::new(0);
+
+pub(crate) fn activate(root_ratio: Option<f64>) {
+    let threshold = match root_ratio {
+        None => 0,
+        Some(r) if r >= 1.0 => u64::MAX,
+        Some(r) => (r.clamp(0.0, 1.0) * u64::MAX as f64) as u64,
+    };
+    ROOT_THRESHOLD.store(threshold, Ordering::Relaxed);
+    ACTIVE.store(true, Ordering::Release);
+}
+
+pub(crate) fn set_carrier(id: &Id) {
+    CARRIER.store(id.into_u64(), Ordering::Release);
+}
+
+pub(crate) fn carrier() -> Option<Id> {
+    match CARRIER.load(Ordering::Acquire) {
+        0 => None,
+        id => Some(Id::from_u64(id)),
+    }
+}
+
+/// The carrier: a registry span no layer records, which `Span::current()` names
+/// inside a light span (see the module documentation).
+pub(crate) static CARRIER_CALLSITE: tracing::callsite::DefaultCallsite =
+    tracing::callsite::DefaultCallsite::new(&CARRIER_META);
+static CARRIER_META: Metadata<'static> = tracing::metadata! {
+    name: "zs.light",
+    target: "zs_observe::light",
+    level: tracing::Level::ERROR,
+    fields: &[],
+    callsite: &CARRIER_CALLSITE,
+    kind: tracing::metadata::Kind::SPAN,
+};
+
+pub(crate) fn is_carrier(meta: &Metadata<'_>) -> bool {
+    std::ptr::eq(meta, &CARRIER_META)
+}
+
+pub(crate) fn carrier_meta() -> &'static Metadata<'static> {
+    &CARRIER_META
+}
+
+/// One light span.
+#[derive(Default)]
+pub(crate) struct Frame {
+    meta: Option<&'static Metadata<'static>>,
+    fields: Mutex<Fields>,
+    refs: AtomicUsize,
+}
+
+impl sharded_slab::Clear for Frame {
+    fn clear(&mut self) {
+        self.meta = None;
+        // Keeps the vector's capacity for the next span.
+        self.fields
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+}
+
+impl Frame {
+    pub(crate) fn name(&self) -> &'static str {
+        self.meta.map_or("", |m| m.name())
+    }
+
+    pub(crate) fn meta(&self) -> Option<&'static Metadata<'static>> {
+        self.meta
+    }
+
+    pub(crate) fn fields(&self) -> std::sync::MutexGuard<'_, Fields> {
+        self.fields.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The frames' slab: keys below 2^38 (22 bits of slot, 13 of thread, 3 of
+/// generation), so that a light id can mark itself in bits the registry's keys
+/// never use.
+pub(crate) struct LightConfig;
+
+impl sharded_slab::Config for LightConfig {
+    const MAX_THREADS: usize = 4096;
+    const MAX_PAGES: usize = 16;
+    const INITIAL_PAGE_SIZE: usize = 32;
+    const RESERVED_BITS: usize = 26;
+}
+
+type FramePool = sharded_slab::Pool<Frame, LightConfig>;
+
+fn frames() -> &'static FramePool {
+    static FRAMES: OnceLock<FramePool> = OnceLock::new();
+    FRAMES.get_or_init(sharded_slab::Pool::new_with_config::<LightConfig>)
+}
+
+// Ids. The registry's ids are its sharded-slab keys plus one; bits 38..51 of a
+// key hold the index of the thread that allocated it, below 4,096
+// (`DefaultConfig`). A light id has all thirteen of those bits set, which no
+// registry id has, and its frame's key below them.
+const TAG: u64 = 0x1FFF << 38;
+const KEY_MASK: u64 = (1 << 38) - 1;
+
+fn encode(key: usize) -> Option<Id> {
+    let key = key as u64;
+    (key <= KEY_MASK).then(|| Id::from_u64((key | TAG) + 1))
+}
+
+fn decode(id: &Id) -> Option<usize> {
+    let raw = id.into_u64().wrapping_sub(1);
+    (raw & TAG == TAG).then_some((raw & KEY_MASK) as usize)
+}
+
+/// Whether `id` is a light span's.
+#[inline]
+pub(crate) fn is_light(id: &Id) -> bool {
+    id.into_u64().wrapping_sub(1) & TAG == TAG
+}
+
+/// The frame of a light id.
+pub(crate) fn frame(id: &Id) -> Option<sharded_slab::pool::Ref<'static, Frame, LightConfig>> {
+    frames().get(decode(id)?)
+}
+
+thread_local! {
+    /// Set by [`begin`] for the next span the subscriber is asked to create.
+    static PENDING: Cell<bool> = const { Cell::new(false) };
+    /// Set by the head sampler when the span being entered is sampled.
+    static ENTERING_SAMPLED: Cell<bool> = const { Cell::new(false) };
+    /// The spans entered on this thread, light and registry ones, innermost last.
+    static STACK: RefCell<Vec<Entry>> = const { RefCell::new(Vec::new()) };
+}
+
+#[derive(Clone, Copy)]
+struct Entry {
+    id: u64,
+    light: bool,
+    sampled: bool,
+    /// Entered again while already on the stack (the registry skips these too).
+    duplicate: bool,
+}
+
+/// Builds a light frame and returns its id (`None`: build an ordinary span).
+pub(crate) fn create(
+    meta: &'static Metadata<'static>,
+    fill: impl FnOnce(&mut Fields),
+) -> Option<Id> {
+    let key = frames().create_with(|frame| {
+        frame.meta = Some(meta);
+        *frame.refs.get_mut() = 1;
+        fill(frame.fields.get_mut().unwrap_or_else(|e| e.into_inner()));
+    })?;
+    match encode(key) {
+        Some(id) => Some(id),
+        None => {
+            frames().clear(key);
+            None
+        }
+    }
+}
+
+pub(crate) fn clone(id: &Id) {
+    if let Some(frame) = frame(id) {
+        frame.refs.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Drops one reference; frees the frame with the last. Returns whether it was the last.
+pub(crate) fn release(id: &Id) -> bool {
+    let Some(key) = decode(id) else { return false };
+    let last = match frames().get(key) {
+        Some(frame) => frame.refs.fetch_sub(1, Ordering::AcqRel) == 1,
+        None => return false,
+    };
+    if last {
+        frames().clear(key);
+    }
+    last
+}
+
+/// Restores the state [`begin`] changed once the call site's span exists.
+#[doc(hidden)]
+pub struct Scope {
+    pending: bool,
+    forced: Option<Option<Option<bool>>>,
+}
+
+impl Drop for Scope {
+    #[inline]
+    fn drop(&mut self) {
+        if self.pending {
+            let _ = PENDING.try_with(|p| p.set(false));
+        }
+        if let Some(previous) = self.forced {
+            crate::otel::head::restore_remote_parent(previous);
+        }
+    }
+}
+
+/// Called by an `#[instrumented]` call site just before it builds its span: decides
+/// whether the span is sampled, and if not, asks for a light span.
+#[doc(hidden)]
+#[inline]
+pub fn begin() -> Scope {
+    let mut scope = Scope {
+        pending: false,
+        forced: None,
+    };
+    if !ACTIVE.load(Ordering::Relaxed) {
+        return scope;
+    }
+    let innermost = STACK
+        .try_with(|s| s.borrow().iter().rev().find(|e| !e.duplicate).copied())
+        .ok()
+        .flatten();
+    let light = match innermost {
+        Some(entry) => !entry.sampled,
+        None => {
+            let threshold = ROOT_THRESHOLD.load(Ordering::Relaxed);
+            let sampled = threshold == u64::MAX
+                || (threshold > 0 && crate::otel::head::random_u64() < threshold);
+            if sampled {
+                // The head sampler must keep the root this roll kept.
+                scope.forced = Some(crate::otel::head::force_remote_parent(Some(true)));
+            }
+            !sampled
+        }
+    };
+    if light {
+        scope.pending = PENDING.try_with(|p| p.replace(true)).is_ok();
+    }
+    scope
+}
+
+/// Whether the next span was asked to be light (consumes the request).
+pub(crate) fn take_pending() -> bool {
+    PENDING.try_with(|p| p.replace(false)).unwrap_or(false)
+}
+
+/// Whether a light span was asked for (without consuming the request).
+pub(crate) fn is_pending() -> bool {
+    PENDING.try_with(Cell::get).unwrap_or(false)
+}
+
+/// Called by the head sampler's `on_enter`: the span being entered is sampled.
+pub(crate) fn entering_sampled() {
+    let _ = ENTERING_SAMPLED.try_with(|c| c.set(true));
+}
+
+pub(crate) fn push(id: &Id, light: bool) {
+    let sampled = !light
+        && ENTERING_SAMPLED
+            .try_with(|c| c.replace(false))
+            .unwrap_or(false);
+    let raw = id.into_u64();
+    let _ = STACK.try_with(|s| {
+        let mut stack = s.borrow_mut();
+        let duplicate = stack.iter().any(|e| e.id == raw && !e.duplicate);
+        stack.push(Entry {
+            id: raw,
+            light,
+            sampled,
+            duplicate,
+        });
+    });
+}
+
+pub(crate) fn pop(id: &Id) {
+    let raw = id.into_u64();
+    let _ = STACK.try_with(|s| {
+        let mut stack = s.borrow_mut();
+        if let Some(i) = stack.iter().rposition(|e| e.id == raw) {
+            stack.remove(i);
+        }
+    });
+}
+
+/// The innermost entered span if it is light.
+pub(crate) fn current_light() -> Option<Id> {
+    STACK
+        .try_with(|s| {
+            s.borrow()
+                .iter()
+                .rev()
+                .find(|e| !e.duplicate)
+                .filter(|e| e.light)
+                .map(|e| Id::from_u64(e.id))
+        })
+        .ok()
+        .flatten()
+}
+
+/// Whether the innermost entered span is light (a span created now is not sampled).
+pub(crate) fn inside_light() -> bool {
+    current_light().is_some()
+}
+
+/// The light frames entered on this thread, innermost last, each with the
+/// registry span entered just before it (`None`: none).
+pub(crate) fn entered_frames(out: &mut Vec<(Option<u64>, Id)>) {
+    let _ = STACK.try_with(|s| {
+        let stack = s.borrow();
+        if !stack.iter().any(|e| e.light) {
+            return;
+        }
+        let mut registry = None;
+        for e in stack.iter() {
+            if e.light {
+                out.push((registry, Id::from_u64(e.id)));
+            } else if !e.duplicate {
+                registry = Some(e.id);
+            }
+        }
+    });
+}
+
+/// Finds the entered light frame whose metadata has `callsite` (records made
+/// through `Span::current()`, which names the carrier).
+pub(crate) fn entered_frame_of(callsite: &tracing::callsite::Identifier) -> Option<Id> {
+    STACK
+        .try_with(|s| {
+            s.borrow()
+                .iter()
+                .rev()
+                .filter(|e| e.light)
+                .map(|e| Id::from_u64(e.id))
+                .find(|id| {
+                    frame(id).is_some_and(|f| f.meta().is_some_and(|m| &m.callsite() == callsite))
+                })
+        })
+        .ok()
+        .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn light_ids_round_trip_and_never_look_like_registry_ids() {
+        for key in [0usize, 1, 12345, (1 << 38) - 1] {
+            let id = encode(key).expect("a key below 2^38 encodes");
+            assert!(is_light(&id));
+            assert_eq!(decode(&id), Some(key));
+        }
+        assert!(encode(1 << 38).is_none());
+        // Registry ids: sharded-slab keys + 1 with a thread index below 4,096.
+        for tid in [0u64, 1, 17, 4095] {
+            for generation in [0u64, 1, 0x1FFF] {
+                for addr in [0u64, 31, (1 << 38) - 1] {
+                    let key = addr | (tid << 38) | (generation << 51);
+                    assert!(!is_light(&Id::from_u64(key + 1)), "{key:#x}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn frames_are_freed_with_their_last_reference() {
+        let id = create(crate::light::carrier_meta(), |f| {
+            f.push(("a".into(), Value::from(1)))
+        })
+        .unwrap();
+        clone(&id);
+        assert!(!release(&id));
+        assert_eq!(frame(&id).unwrap().fields().len(), 1);
+        assert!(release(&id));
+        assert!(frame(&id).is_none());
+    }
+
+    #[test]
+    fn registry_ids_from_many_threads_are_not_light() {
+        use tracing::Subscriber;
+        let registry = std::sync::Arc::new(tracing_subscriber::registry());
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let registry = registry.clone();
+                std::thread::spawn(move || {
+                    static CS: tracing::callsite::DefaultCallsite =
+                        tracing::callsite::DefaultCallsite::new(&META);
+                    static META: Metadata<'static> = tracing::metadata! {
+                        name: "t",
+                        target: "t",
+                        level: tracing::Level::INFO,
+                        fields: &[],
+                        callsite: &CS,
+                        kind: tracing::metadata::Kind::SPAN,
+                    };
+                    (0..1000).any(|_| {
+                        let values = META.fields().value_set(&[]);
+                        let id = registry.new_span(&tracing::span::Attributes::new(&META, &values));
+                        let light = is_light(&id);
+                        registry.try_close(id);
+                        light
+                    })
+                })
+            })
+            .collect();
+        for h in handles {
+            assert!(!h.join().unwrap());
+        }
+    }
+}
