@@ -50,11 +50,7 @@ static ROOT_THRESHOLD: AtomicU64 = AtomicU64::new(0);
 static CARRIER: AtomicU64 = AtomicU64::new(0);
 
 pub(crate) fn activate(root_ratio: Option<f64>) {
-    let threshold = match root_ratio {
-        None => 0,
-        Some(r) if r >= 1.0 => u64::MAX,
-        Some(r) => (r.clamp(0.0, 1.0) * u64::MAX as f64) as u64,
-    };
+    let threshold = root_ratio.map_or(0, crate::otel::head::threshold);
     ROOT_THRESHOLD.store(threshold, Ordering::Relaxed);
     ACTIVE.store(true, Ordering::Release);
 }
@@ -265,9 +261,7 @@ pub fn begin() -> Scope {
     let light = match innermost {
         Some(entry) => !entry.sampled,
         None => {
-            let threshold = ROOT_THRESHOLD.load(Ordering::Relaxed);
-            let sampled = threshold == u64::MAX
-                || (threshold > 0 && crate::otel::head::random_u64() < threshold);
+            let sampled = crate::otel::head::roll(ROOT_THRESHOLD.load(Ordering::Relaxed));
             if sampled {
                 // The head sampler must keep the root this roll kept.
                 scope.forced = Some(crate::otel::head::force_remote_parent(Some(true)));

@@ -89,24 +89,36 @@ pub(crate) fn restore_remote_parent(previous: Option<Option<bool>>) {
 /// The per-layer filter of the OTel layer.
 #[derive(Debug)]
 pub(crate) struct HeadSampler {
-    /// Roots are kept when a random `u64` is below this (`u64::MAX`: always).
+    /// Roots are kept when [`roll`] says so for this threshold.
     threshold: u64,
-    always: bool,
+}
+
+/// The threshold of [`roll`] for a sampling ratio (`u64::MAX`: always, `0`: never).
+pub(crate) fn threshold(ratio: f64) -> u64 {
+    let ratio = ratio.clamp(0.0, 1.0);
+    if ratio >= 1.0 {
+        u64::MAX
+    } else {
+        (ratio * u64::MAX as f64) as u64
+    }
+}
+
+/// Whether a new root is sampled: a random `u64` below `threshold`.
+pub(crate) fn roll(threshold: u64) -> bool {
+    threshold == u64::MAX || (threshold > 0 && random_u64() < threshold)
 }
 
 impl HeadSampler {
     /// Marks head sampling active (the propagation helpers depend on it).
     pub(crate) fn new(root_ratio: f64) -> HeadSampler {
         ACTIVE.store(true, Ordering::Relaxed);
-        let ratio = root_ratio.clamp(0.0, 1.0);
         HeadSampler {
-            threshold: (ratio * u64::MAX as f64) as u64,
-            always: ratio >= 1.0,
+            threshold: threshold(root_ratio),
         }
     }
 
     fn roll(&self) -> bool {
-        self.always || (self.threshold > 0 && random_u64() < self.threshold)
+        roll(self.threshold)
     }
 }
 
