@@ -5,6 +5,7 @@
 pub mod logs;
 pub mod otlp;
 pub mod promql;
+pub mod scrape;
 pub mod stack;
 
 use std::collections::{BTreeMap, HashMap};
