@@ -610,3 +610,105 @@ mod line_tests {
         }
     }
 }
+
+/// Hostile catalogs: whatever the text, parsing returns a value (never panics), and
+/// a rejected catalog says where and why.
+#[cfg(test)]
+mod hostile {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn check(src: &str) {
+        match Catalog::parse(src, "hostile.toml") {
+            Ok(catalog) => {
+                for m in &catalog.metrics {
+                    assert!(!m.name.is_empty() && !m.help.is_empty(), "{src:?}");
+                }
+            }
+            Err(errors) => {
+                assert!(!errors.is_empty(), "{src:?}");
+                let lines = src.lines().count() + 1;
+                for e in &errors {
+                    assert!(!e.message.is_empty() && e.line <= lines, "{e} in {src:?}");
+                    assert!(e.to_string().starts_with("hostile.toml"), "{e}");
+                }
+            }
+        }
+    }
+
+    /// Text made of catalog syntax: headers, keys and values, valid and not.
+    fn tomlish() -> impl Strategy<Value = String> {
+        let key = prop_oneof![
+            Just("name"),
+            Just("type"),
+            Just("help"),
+            Just("unit"),
+            Just("labels"),
+            Just("buckets"),
+            Just("service"),
+            Just("namespace"),
+            Just("default_buckets"),
+            Just("cardinality"),
+            Just("bogus"),
+        ];
+        let value = prop_oneof![
+            "\"[a-z_:]{0,12}\"",
+            "\"\\PC{0,12}\"",
+            Just("\"counter\"".to_owned()),
+            Just("\"histogram\"".to_owned()),
+            Just("\"zs_things_total\"".to_owned()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<f64>().prop_map(|f| format!("[{f:?}, 1.0]")),
+            Just("[nan, inf, -inf, -1.0, 0.0]".to_owned()),
+            Just("[1e308, 1e-308, 5e-324]".to_owned()),
+            Just("{ a = [\"x\", \"\"], b = { cardinality = 18446744073709551615 } }".to_owned()),
+            Just("{ le = [\"1\"], __x = [], \"bad name\" = { cardinality = 0 } }".to_owned()),
+            Just("[[[[[[]]]]]]".to_owned()),
+            Just("\"\"\"multi\nline\"\"\"".to_owned()),
+            "[\\[\\]{}=,\"a-z0-9 .]{0,20}",
+        ];
+        let line = prop_oneof![
+            Just("[catalog]".to_owned()),
+            Just("[[metric]]".to_owned()),
+            Just("[metric]".to_owned()),
+            (key, value).prop_map(|(k, v)| format!("{k} = {v}")),
+            "\\PC{0,30}",
+        ];
+        proptest::collection::vec(line, 0..25).prop_map(|lines| lines.join("\n"))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_text_gives_a_value(src in any::<String>()) {
+            check(&src);
+        }
+
+        #[test]
+        fn arbitrary_bytes_give_a_value(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            check(&String::from_utf8_lossy(&bytes));
+        }
+
+        #[test]
+        fn tomlish_text_gives_a_value(src in tomlish()) {
+            check(&src);
+        }
+    }
+
+    /// What the macro does with the file (read, then parse): bytes that are not
+    /// UTF-8 are an error naming the file, not a panic.
+    #[test]
+    fn unreadable_bytes_are_an_error() {
+        let path = std::env::temp_dir().join(format!("zs-hostile-{}.toml", std::process::id()));
+        std::fs::write(&path, [0xff, 0xfe, b'[', 0x80, b'\n', 0]).unwrap();
+        let errors = Catalog::load(&path).unwrap_err();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(errors.len(), 1);
+        assert!(
+            errors[0].message.starts_with("cannot read the catalog"),
+            "{}",
+            errors[0]
+        );
+    }
+}

@@ -162,19 +162,23 @@ impl<F: FieldSink> JsonVisitor<'_, F> {
         if name.starts_with("otel.") || name.starts_with("log.") {
             return; // instructions to the OTel layer and tracing-log metadata
         }
-        if name == "message" {
+        if name == "message" && self.message.is_some() {
+            let text = match value {
+                Value::String(s) => self.scrubbed(s),
+                other => other.to_string(),
+            };
             if let Some(message) = self.message.as_deref_mut() {
-                *message = Some(match value {
-                    Value::String(s) => s,
-                    other => other.to_string(),
-                });
-                return;
+                *message = Some(text);
             }
+            return;
         }
         let value = if self.redactor.is_sensitive(name) {
             Value::String(REDACTED.to_owned())
         } else {
-            value
+            match value {
+                Value::String(s) => Value::String(self.scrubbed(s)),
+                other => other,
+            }
         };
         let key = if RESERVED.contains(&name) {
             Cow::Owned(format!("field.{name}"))
@@ -182,6 +186,16 @@ impl<F: FieldSink> JsonVisitor<'_, F> {
             Cow::Borrowed(name)
         };
         self.fields.put_field(key, value);
+    }
+}
+
+impl<F: FieldSink> JsonVisitor<'_, F> {
+    /// `text` with the secrets written into it redacted (see `Redactor::scrub`).
+    fn scrubbed(&self, text: String) -> String {
+        match self.redactor.scrub(&text) {
+            Cow::Borrowed(_) => text,
+            Cow::Owned(scrubbed) => scrubbed,
+        }
     }
 }
 
@@ -324,24 +338,54 @@ pub(crate) fn rfc3339_now() -> String {
     humantime::format_rfc3339_micros(SystemTime::now().max(UNIX_EPOCH)).to_string()
 }
 
-/// A field formatter for the console format that redacts sensitive fields.
+/// A field formatter for the console format that redacts sensitive fields and
+/// secrets written into text, and escapes control characters: a value with a
+/// newline cannot start a forged line, nor an escape sequence rewrite the terminal.
 pub(crate) fn console_fields(
     redactor: Redactor,
 ) -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + Send + Sync + 'static {
     use tracing_subscriber::field::MakeExt;
     tracing_subscriber::fmt::format::debug_fn(move |w, field, value| {
         let name = field.name();
+        if name.starts_with("otel.") {
+            return Ok(());
+        }
+        if name != "message" && redactor.is_sensitive(name) {
+            return write!(w, "{name}={REDACTED}");
+        }
+        // `{:?}` of a message is its text; of a `%` field, its Display (raw); of a
+        // string, already quoted and escaped (this adds nothing to it then).
+        let text = format!("{value:?}");
+        let text = redactor.scrub(&text);
+        let text = escape_controls(&text);
         if name == "message" {
-            write!(w, "{value:?}")
-        } else if name.starts_with("otel.") {
-            Ok(())
-        } else if redactor.is_sensitive(name) {
-            write!(w, "{name}={REDACTED}")
+            w.write_str(&text)
         } else {
-            write!(w, "{name}={value:?}")
+            write!(w, "{name}={text}")
         }
     })
     .delimited(" ")
+}
+
+/// `\n`, `\r` and other control characters (tab excepted) written as escapes.
+fn escape_controls(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control() && c != '\t') {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push('\t'),
+            c if c.is_control() => {
+                use fmt::Write as _;
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// A rate limit for one target prefix and level: events at that level or more
@@ -470,6 +514,63 @@ mod tests {
         assert_eq!(t.len(), "2026-11-23T10:30:15.123456Z".len(), "{t}");
         assert!(t.ends_with('Z') && t.as_bytes()[10] == b'T', "{t}");
         assert!(humantime::parse_rfc3339(&t).is_ok(), "{t}");
+    }
+
+    /// The console format as `subscriber.rs` builds it, writing into a buffer.
+    fn console_output(emit: impl FnOnce()) -> String {
+        let buf = Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+        let sink = {
+            let buf = buf.clone();
+            LogSink::from_fn(move || CaptureWriter(buf.clone()))
+        };
+        let subscriber = tracing_subscriber::fmt()
+            .fmt_fields(console_fields(Redactor::new(&[])))
+            .with_writer(sink)
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, emit);
+        let text = String::from_utf8(buf.lock().unwrap().clone()).unwrap();
+        text
+    }
+
+    struct CaptureWriter(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl Write for CaptureWriter {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn console_lines_cannot_be_forged_and_hide_secrets() {
+        let forged = "x\n2026-01-01T00:00:00Z ERROR forged: admin logged in\r\u{1b}[2K";
+        let out = console_output(|| {
+            let span = tracing::info_span!("req", path = %forged, note = forged);
+            let _e = span.enter();
+            tracing::info!(display = %forged, debug = ?forged, "message {forged}");
+            tracing::info!(
+                password = "hunter2-planted",
+                "login password=hunter3-planted ok"
+            );
+            tracing::info!(error = %"Authorization: Bearer tok-planted", "upstream refused");
+        });
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 3, "{out}");
+        assert!(lines.iter().all(|l| l.contains(" INFO ")), "{out}");
+        assert!(!out.contains('\r') && !out.contains('\u{1b}'), "{out:?}");
+        assert!(
+            lines[0].contains("message x\\n2026-01-01T00:00:00Z ERROR forged"),
+            "{out}"
+        );
+        assert!(lines[0].contains("path=x\\n2026"), "{out}");
+        assert!(lines[0].contains("\\u{1b}[2K"), "{out}");
+        assert!(!out.contains("planted"), "{out}");
+        assert!(lines[1].contains("password=[REDACTED]"), "{out}");
+        assert!(lines[1].contains("login password=[REDACTED] ok"), "{out}");
     }
 
     #[test]

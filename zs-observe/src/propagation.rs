@@ -31,18 +31,6 @@ pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id"
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RequestId(pub String);
 
-struct HeaderExtractor<'a>(&'a HeaderMap);
-
-impl Extractor for HeaderExtractor<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(|v| v.to_str().ok())
-    }
-
-    fn keys(&self) -> Vec<&str> {
-        self.0.keys().map(HeaderName::as_str).collect()
-    }
-}
-
 struct HeaderInjector<'a>(&'a mut HeaderMap);
 
 impl Injector for HeaderInjector<'_> {
@@ -57,16 +45,76 @@ impl Injector for HeaderInjector<'_> {
 }
 
 /// The OpenTelemetry context carried by `traceparent` / `tracestate` in `headers`.
-/// A missing or malformed header gives an empty context (a new root trace).
+/// A missing or malformed header gives an empty context (a new root trace), as
+/// does a request with more than one `traceparent` header (W3C: the caller's
+/// context is ambiguous, so the trace restarts). Several `tracestate` headers are
+/// combined in order; a combined list with a duplicated key or more than 32
+/// members is discarded (the trace itself is still continued).
 pub fn extract_context(headers: &HeaderMap) -> opentelemetry::Context {
     // The SDK's parser accepts ids of the wrong length; the W3C rules say to
     // ignore such a header, so it is checked here first.
-    match headers.get("traceparent").map(|v| v.to_str()) {
-        Some(Ok(value)) if is_valid_traceparent(value) => {
-            TraceContextPropagator::new().extract(&HeaderExtractor(headers))
+    let mut traceparents = headers.get_all("traceparent").iter();
+    let (Some(first), None) = (traceparents.next(), traceparents.next()) else {
+        return opentelemetry::Context::new();
+    };
+    match first.to_str() {
+        Ok(value) if is_valid_traceparent(value) => {
+            TraceContextPropagator::new().extract(&TraceContextExtractor {
+                traceparent: value,
+                tracestate: combined_tracestate(headers),
+            })
         }
         _ => opentelemetry::Context::new(),
     }
+}
+
+/// The only two keys the trace-context propagator reads.
+struct TraceContextExtractor<'a> {
+    traceparent: &'a str,
+    tracestate: Option<String>,
+}
+
+impl Extractor for TraceContextExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        match key {
+            "traceparent" => Some(self.traceparent),
+            "tracestate" => self.tracestate.as_deref(),
+            _ => None,
+        }
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        let mut keys = vec!["traceparent"];
+        if self.tracestate.is_some() {
+            keys.push("tracestate");
+        }
+        keys
+    }
+}
+
+/// Every `tracestate` header joined with `,` (W3C: several headers are one list),
+/// or `None` when there is none, one is not text, or the list has a duplicated
+/// key or more than 32 members (W3C: such a list is discarded).
+fn combined_tracestate(headers: &HeaderMap) -> Option<String> {
+    const MAX_MEMBERS: usize = 32;
+    let mut members: Vec<&str> = Vec::new();
+    for value in headers.get_all("tracestate") {
+        let text = value.to_str().ok()?;
+        for member in text.split(',') {
+            let member = member.trim_matches([' ', '\t']);
+            if member.is_empty() {
+                continue;
+            }
+            let key = member.split('=').next().unwrap_or(member);
+            if members.len() == MAX_MEMBERS
+                || members.iter().any(|m| m.split('=').next() == Some(key))
+            {
+                return None;
+            }
+            members.push(member);
+        }
+    }
+    (!members.is_empty()).then(|| members.join(","))
 }
 
 /// W3C Trace Context, level 1: `version-traceid-parentid-flags`, lowercase hex,
@@ -76,7 +124,8 @@ pub fn is_valid_traceparent(value: &str) -> bool {
     let hex = |s: &str, len: usize| {
         s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
     };
-    let mut parts = value.trim().split('-');
+    // Leading and trailing HTTP OWS (spaces, tabs) are allowed around the value.
+    let mut parts = value.trim_matches([' ', '\t']).split('-');
     let (Some(version), Some(trace_id), Some(parent_id), Some(flags)) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
@@ -321,5 +370,271 @@ mod tests {
         assert!(!is_sane_request_id("has space"));
         assert!(!is_sane_request_id(""));
         assert!(!is_sane_request_id(&"x".repeat(129)));
+    }
+
+    fn context_of(values: &[(&str, &str)]) -> opentelemetry::trace::SpanContext {
+        let mut headers = HeaderMap::new();
+        for (name, value) in values {
+            headers.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        extract_context(&headers).span().span_context().clone()
+    }
+
+    /// The traceparent cases of the W3C trace-context test suite
+    /// (`test/test.py`: version, ids, flags, OWS, duplicates), and its tracestate
+    /// cases that depend on how headers are combined.
+    #[test]
+    fn w3c_test_suite_cases() {
+        const ID: &str = "12345678901234567890123456789012";
+        let continued = |v: &[(&str, &str)]| {
+            let sc = context_of(v);
+            sc.is_valid() && sc.trace_id().to_string() == ID
+        };
+        for ok in [
+            "00-12345678901234567890123456789012-1234567890123456-01",
+            "cc-12345678901234567890123456789012-1234567890123456-01",
+            "cc-12345678901234567890123456789012-1234567890123456-01-what-the-future-will-be-like",
+            " 00-12345678901234567890123456789012-1234567890123456-01",
+            "\t00-12345678901234567890123456789012-1234567890123456-01",
+            "00-12345678901234567890123456789012-1234567890123456-01 ",
+            "\t 00-12345678901234567890123456789012-1234567890123456-01 \t",
+        ] {
+            assert!(continued(&[("traceparent", ok)]), "{ok:?} must be accepted");
+            assert!(is_valid_traceparent(ok), "{ok:?}");
+        }
+        for bad in [
+            "00-12345678901234567890123456789012-1234567890123456-01.",
+            "00-12345678901234567890123456789012-1234567890123456-01-what-the-future-will-be-like",
+            "cc-12345678901234567890123456789012-1234567890123456-01.what-the-future-will-be-like",
+            "ff-12345678901234567890123456789012-1234567890123456-01",
+            ".0-12345678901234567890123456789012-1234567890123456-01",
+            "0.-12345678901234567890123456789012-1234567890123456-01",
+            "000-12345678901234567890123456789012-1234567890123456-01",
+            "0000-12345678901234567890123456789012-1234567890123456-01",
+            "0-12345678901234567890123456789012-1234567890123456-01",
+            "00-00000000000000000000000000000000-1234567890123456-01",
+            "00-.2345678901234567890123456789012-1234567890123456-01",
+            "00-1234567890123456789012345678901.-1234567890123456-01",
+            "00-123456789012345678901234567890123-1234567890123456-01",
+            "00-1234567890123456789012345678901-1234567890123456-01",
+            "00-12345678901234567890123456789012-0000000000000000-01",
+            "00-12345678901234567890123456789012-.234567890123456-01",
+            "00-12345678901234567890123456789012-123456789012345.-01",
+            "00-12345678901234567890123456789012-12345678901234567-01",
+            "00-12345678901234567890123456789012-123456789012345-01",
+            "00-12345678901234567890123456789012-1234567890123456-.0",
+            "00-12345678901234567890123456789012-1234567890123456-0.",
+            "00-12345678901234567890123456789012-1234567890123456-001",
+            "00-12345678901234567890123456789012-1234567890123456-1",
+            // The SDK's own parser accepts these (u128::from_str_radix takes a sign).
+            "00-+2345678901234567890123456789012-1234567890123456-01",
+            "00-12345678901234567890123456789012-+234567890123456-01",
+            "00-12345678901234567890123456789012-1234567890123456-+1",
+            "00-12345678901234567890123456789012-1234567890123456-01-",
+        ] {
+            assert!(!is_valid_traceparent(bad), "{bad:?} must be rejected");
+            assert!(!context_of(&[("traceparent", bad)]).is_valid(), "{bad:?}");
+        }
+        // Two traceparent headers: ambiguous, the trace restarts.
+        assert!(!context_of(&[
+            (
+                "traceparent",
+                "00-12345678901234567890123456789011-1234567890123456-01"
+            ),
+            (
+                "traceparent",
+                "00-12345678901234567890123456789012-1234567890123456-01"
+            ),
+        ])
+        .is_valid());
+        // Header names are case-insensitive.
+        assert!(continued(&[(
+            "TrAcEpArEnT",
+            "00-12345678901234567890123456789012-1234567890123456-01"
+        )]));
+
+        let tp = (
+            "traceparent",
+            "00-12345678901234567890123456789012-1234567890123456-00",
+        );
+        let state = |extra: &[(&str, &str)]| {
+            let mut all = vec![tp];
+            all.extend_from_slice(extra);
+            let sc = context_of(&all);
+            assert!(sc.is_valid() && sc.trace_id().to_string() == ID);
+            sc.trace_state().header()
+        };
+        assert_eq!(state(&[("tracestate", "foo=1,bar=2")]), "foo=1,bar=2");
+        assert_eq!(
+            state(&[
+                ("tracestate", "foo=1,bar=2"),
+                ("tracestate", "rojo=1,congo=2"),
+                ("tracestate", "baz=3"),
+            ]),
+            "foo=1,bar=2,rojo=1,congo=2,baz=3"
+        );
+        assert_eq!(
+            state(&[("tracestate", ""), ("tracestate", "foo=1")]),
+            "foo=1"
+        );
+        assert_eq!(
+            state(&[("tracestate", "foo=1"), ("tracestate", "")]),
+            "foo=1"
+        );
+        assert_eq!(
+            state(&[("tracestate", "foo=1 \t , \t bar=2")]),
+            "foo=1,bar=2"
+        );
+        assert_eq!(state(&[("tracestate", "foo=1,foo=2")]), "");
+        assert_eq!(
+            state(&[("tracestate", "foo=1"), ("tracestate", "foo=1")]),
+            ""
+        );
+        let members = |range: std::ops::RangeInclusive<u32>| {
+            range
+                .map(|i| format!("bar{i:02}={i:02}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        assert_eq!(state(&[("tracestate", &members(1..=32))]), members(1..=32));
+        assert_eq!(state(&[("tracestate", &members(1..=33))]), "");
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn hex(len: usize) -> impl Strategy<Value = String> {
+            proptest::collection::vec(
+                prop_oneof![
+                    Just('0'),
+                    proptest::char::ranges(vec!['0'..='9', 'a'..='f'].into())
+                ],
+                len,
+            )
+            .prop_map(|v| v.into_iter().collect::<String>())
+            .prop_filter("all-zero ids are invalid", |s| s.bytes().any(|b| b != b'0'))
+        }
+
+        prop_compose! {
+            /// A valid traceparent: its parts, and the header text.
+            fn valid()(
+                version in (0u8..=0xfe),
+                trace in hex(32),
+                parent in hex(16),
+                flags in any::<u8>(),
+                suffix in proptest::option::of("[a-z0-9.-]{0,20}"),
+            ) -> (u8, String, String, u8, String) {
+                let mut text = format!("{version:02x}-{trace}-{parent}-{flags:02x}");
+                if version != 0 {
+                    if let Some(suffix) = suffix {
+                        text.push('-');
+                        text.push_str(&suffix);
+                    }
+                }
+                (version, trace, parent, flags, text)
+            }
+        }
+
+        fn extract(text: &str) -> opentelemetry::trace::SpanContext {
+            let mut headers = HeaderMap::new();
+            headers.insert("traceparent", HeaderValue::from_str(text).unwrap());
+            extract_context(&headers).span().span_context().clone()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+            #[test]
+            fn arbitrary_text_never_panics(text in any::<String>()) {
+                let valid = is_valid_traceparent(&text);
+                if let Ok(value) = HeaderValue::from_str(&text) {
+                    let mut headers = HeaderMap::new();
+                    headers.insert("traceparent", value.clone());
+                    headers.append("tracestate", value);
+                    let sc = extract_context(&headers).span().span_context().clone();
+                    // Nothing the check rejects reaches the SDK's parser.
+                    prop_assert!(valid || !sc.is_valid(), "{text:?}");
+                }
+            }
+
+            #[test]
+            fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..80)) {
+                if let Ok(value) = HeaderValue::from_bytes(&bytes) {
+                    let mut headers = HeaderMap::new();
+                    headers.insert("traceparent", value.clone());
+                    headers.insert("tracestate", value);
+                    let _ = extract_context(&headers);
+                }
+                let _ = is_valid_traceparent(&String::from_utf8_lossy(&bytes));
+            }
+
+            #[test]
+            fn valid_headers_round_trip((_v, trace, parent, flags, text) in valid()) {
+                prop_assert!(is_valid_traceparent(&text), "{text}");
+                let sc = extract(&text);
+                prop_assert!(sc.is_valid() && sc.is_remote(), "{text}");
+                prop_assert_eq!(sc.trace_id().to_string(), trace.clone());
+                prop_assert_eq!(sc.span_id().to_string(), parent.clone());
+                prop_assert_eq!(sc.is_sampled(), flags & 1 == 1);
+                // Injected again (as version 00, unknown flags cleared).
+                let cx = opentelemetry::Context::new().with_remote_span_context(sc);
+                let mut out = HeaderMap::new();
+                TraceContextPropagator::new().inject_context(&cx, &mut HeaderInjector(&mut out));
+                prop_assert_eq!(
+                    out["traceparent"].to_str().unwrap(),
+                    format!("00-{trace}-{parent}-{:02x}", flags & 1)
+                );
+            }
+
+            #[test]
+            fn broken_headers_are_rejected(
+                (version, _t, _p, _f, text) in valid(),
+                which in 0usize..4,
+                pos in any::<proptest::sample::Index>(),
+                kind in 0u8..6,
+                junk in "[g-zG-Z+ .,_:]",
+            ) {
+                let mut parts: Vec<String> = text.splitn(5, '-').map(str::to_owned).collect();
+                let field = &mut parts[which];
+                let i = pos.index(field.len());
+                match kind {
+                    // One character more or fewer.
+                    0 => field.insert(i, 'a'),
+                    1 => { field.remove(i); }
+                    // A character outside lowercase hex.
+                    2 => field.replace_range(i..=i, &junk),
+                    // Uppercase hex.
+                    3 => {
+                        let upper = if field.bytes().any(|b| b.is_ascii_lowercase()) {
+                            field.to_ascii_uppercase()
+                        } else {
+                            field.clone() + "A"
+                        };
+                        *field = upper;
+                    }
+                    // All zeros (ids) / version ff.
+                    4 => *field = if which == 0 { "ff".into() } else if which == 3 { "0".into() } else { "0".repeat(field.len()) },
+                    // Version 00 with an extra field.
+                    _ => {
+                        parts[0] = "00".into();
+                        parts.truncate(4);
+                        parts.push("extra".into());
+                    }
+                }
+                // Flags may legitimately be all zero: that case is a wrong length instead.
+                let broken = parts.join("-");
+                let _ = version;
+                prop_assert!(!is_valid_traceparent(&broken), "{broken}");
+                if let Ok(value) = HeaderValue::from_str(&broken) {
+                    let mut headers = HeaderMap::new();
+                    headers.insert("traceparent", value);
+                    prop_assert!(!extract_context(&headers).span().span_context().is_valid(), "{broken}");
+                }
+            }
+        }
     }
 }
