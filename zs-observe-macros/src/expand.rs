@@ -290,8 +290,19 @@ fn callsite_static(
         .flatten()
         .map(|m| &m.name)
         .collect();
+    // Registered at link time: on ELF targets the static itself goes into a linker
+    // section that `zs_observe::coverage` reads (nothing more to compile per
+    // function); elsewhere through `inventory`, at start-up. Keep the target list and
+    // the section name in step with `zs_observe::coverage::SECTION`.
+    let elf = quote!(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "freebsd",
+        target_os = "fuchsia"
+    ));
     let registration = (!names.is_empty()).then(|| {
         quote! {
+            #[cfg(not(#elf))]
             #p::inventory::submit! {
                 #p::Registration {
                     function: ::core::concat!(::core::module_path!(), "::", #fn_name),
@@ -302,8 +313,11 @@ fn callsite_static(
     });
     quote! {
         #registration
+        #[cfg_attr(#elf, used, unsafe(link_section = "zs_observe_call_sites_v1"))]
         static #site: #p::CallSite = #p::CallSite::new(
             ::core::module_path!(),
+            ::core::concat!(::core::module_path!(), "::", #fn_name),
+            &[#(#names),*],
             #counter,
             #histogram,
             #in_flight,

@@ -150,6 +150,8 @@ enum Handles {
 #[doc(hidden)]
 pub struct CallSite {
     module: &'static str,
+    function: &'static str,
+    metrics: &'static [&'static str],
     counter: Option<&'static str>,
     histogram: Option<&'static str>,
     in_flight: Option<&'static str>,
@@ -165,6 +167,8 @@ impl CallSite {
     #[doc(hidden)]
     pub const fn new(
         module: &'static str,
+        function: &'static str,
+        metrics: &'static [&'static str],
         counter: Option<&'static str>,
         histogram: Option<&'static str>,
         in_flight: Option<&'static str>,
@@ -175,6 +179,8 @@ impl CallSite {
     ) -> Self {
         CallSite {
             module,
+            function,
+            metrics,
             counter,
             histogram,
             in_flight,
@@ -184,6 +190,16 @@ impl CallSite {
             on_complete,
             handles: OnceLock::new(),
         }
+    }
+
+    /// The annotated function, with its module path.
+    pub(crate) fn function(&self) -> &'static str {
+        self.function
+    }
+
+    /// The metric names this call site records (counter, histogram, in-flight gauge).
+    pub(crate) fn metrics(&self) -> &'static [&'static str] {
+        self.metrics
     }
 
     #[inline]

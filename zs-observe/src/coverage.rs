@@ -1,8 +1,9 @@
 //! Which catalog metrics the code records, and which recorded metrics the
 //! catalog lacks.
 //!
-//! Every `#[instrumented]` call site registers its metrics at link time, so the
-//! report sees call sites that have not run yet. Metrics recorded with plain
+//! Every `#[instrumented]` call site is registered at link time (a linker section on
+//! ELF targets, `inventory` elsewhere), so the report sees call sites that have not
+//! run yet. Metrics recorded with plain
 //! `metrics::` calls are seen through the exposition (`Telemetry::render`).
 //!
 //! ```
@@ -28,7 +29,8 @@ use std::fmt;
 
 use crate::catalog::Catalog;
 
-/// One call site's metrics, registered at link time by the expansion.
+/// One call site's metrics, registered at start-up by the expansion on targets
+/// without a [`SECTION`] (see [`call_sites`]).
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct Registration {
@@ -40,11 +42,81 @@ pub struct Registration {
 
 inventory::collect!(Registration);
 
-/// Every `#[instrumented]` call site linked into this binary, with its metric names.
+/// The linker section holding every `#[instrumented]` call site's static, on ELF
+/// targets (Linux, Android, FreeBSD, Fuchsia). The expansion emits
+/// `#[used] #[link_section = "zs_observe_call_sites_v1"]` on the call-site static itself,
+/// so registering a call site costs the compiler nothing beyond that static (an
+/// `inventory::submit!` per function cost ~10 % of a 500-function crate's build:
+/// docs/performance.md, "Compile time"). The name carries a layout version: two
+/// incompatible `zs-observe` versions in one binary must not share a section.
+/// Other targets register through `inventory`, at start-up.
+#[doc(hidden)]
+pub const SECTION: &str = "zs_observe_call_sites_v1";
+
+#[cfg(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "freebsd",
+    target_os = "fuchsia"
+))]
+#[allow(unsafe_code)]
+mod section {
+    use crate::callsite::CallSite;
+
+    // The linker defines `__start_<name>`/`__stop_<name>` around a section whose name is
+    // a C identifier: the call sites of every crate linked in, one array of `CallSite`
+    // (equal size and alignment, so no padding between objects).
+    extern "Rust" {
+        #[link_name = "__start_zs_observe_call_sites_v1"]
+        static START: [CallSite; 0];
+        #[link_name = "__stop_zs_observe_call_sites_v1"]
+        static STOP: [CallSite; 0];
+    }
+
+    // Makes the section exist (and the two symbols defined) when no call site does.
+    #[used]
+    #[link_section = "zs_observe_call_sites_v1"]
+    static EMPTY: [CallSite; 0] = [];
+
+    pub(super) fn all() -> &'static [CallSite] {
+        // SAFETY: `START..STOP` is the section, which holds only `CallSite` statics
+        // placed there by the expansion (`zs-observe-macros`, the same version as this
+        // crate: the section name is versioned), each initialised at compile time and
+        // never moved. Statics are valid for the whole program.
+        unsafe {
+            let start = std::ptr::addr_of!(START).cast::<CallSite>();
+            let stop = std::ptr::addr_of!(STOP).cast::<CallSite>();
+            let len = (stop as usize - start as usize) / std::mem::size_of::<CallSite>();
+            std::slice::from_raw_parts(start, len)
+        }
+    }
+}
+
+/// Every `#[instrumented]` call site linked into this binary that records metrics,
+/// with its metric names: also the call sites that have not run yet.
 pub fn call_sites() -> impl Iterator<Item = (&'static str, &'static [&'static str])> {
-    inventory::iter::<Registration>
-        .into_iter()
-        .map(|r| (r.function, r.metrics))
+    #[cfg(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "freebsd",
+        target_os = "fuchsia"
+    ))]
+    let linked = section::all()
+        .iter()
+        .filter(|site| !site.metrics().is_empty())
+        .map(|site| (site.function(), site.metrics()));
+    #[cfg(not(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "freebsd",
+        target_os = "fuchsia"
+    )))]
+    let linked = std::iter::empty();
+    linked.chain(
+        inventory::iter::<Registration>
+            .into_iter()
+            .map(|r| (r.function, r.metrics)),
+    )
 }
 
 /// The result of [`report`].
