@@ -104,7 +104,8 @@ impl Slot {
             Ok(Some(outcome)) => outcome,
             Ok(None) => Arc::new(self.synthetic("the check's task failed")),
             Err(_) => Arc::new(self.synthetic(&format!(
-                "timed out after {:?} (the check did not yield)",
+                "timed out after {:?} (the check's task did not finish in time: the check \
+                 blocks its thread, or the runtime is saturated)",
                 self.meta.timeout
             ))),
         }

@@ -21,6 +21,7 @@ mod http;
 mod light;
 mod logging;
 mod otel;
+mod profile;
 pub mod propagation;
 mod red;
 mod redact;

@@ -55,6 +55,12 @@ pub enum InitError {
     /// The log configuration (`RUST_LOG`, `ZS_LOG_FORMAT`, level directives) is invalid.
     #[error("logging: {0}")]
     Logging(String),
+    /// The exposure configuration is inconsistent or unsafe: an admin token that is too
+    /// short or not a header-safe string (the token itself is never shown), `/metrics`
+    /// moved to an admin listener that is not configured, or the log-level endpoint
+    /// without the subscriber it controls.
+    #[error("exposure: {0}")]
+    Exposure(String),
     /// The admin listener could not bind or start.
     #[error("admin listener on {addr}: {source}")]
     AdminListener {
@@ -79,6 +85,10 @@ pub struct TelemetryBuilder {
     default_buckets: Vec<f64>,
     buckets: Vec<(String, Vec<f64>)>,
     admin_listener: Option<SocketAddr>,
+    /// Redacted in `Debug`.
+    admin_token: Option<http::AdminToken>,
+    metrics_on_admin_only: bool,
+    profile_endpoint: bool,
     catalog: Option<Catalog>,
     traces: TraceSettings,
     logs: SubscriberSettings,
@@ -97,6 +107,9 @@ impl Default for TelemetryBuilder {
             default_buckets: DEFAULT_BUCKETS.to_vec(),
             buckets: Vec::new(),
             admin_listener: None,
+            admin_token: None,
+            metrics_on_admin_only: false,
+            profile_endpoint: false,
             catalog: None,
             traces: TraceSettings {
                 enabled: true,
@@ -163,11 +176,47 @@ impl TelemetryBuilder {
         self
     }
 
-    /// Serves `GET /metrics` on its own listener (its own thread and runtime, so a
-    /// saturated application runtime does not stall scrapes). Port 0 picks a free port;
-    /// see [`Telemetry::admin_addr`].
+    /// Serves [`Telemetry::admin_router`] (`GET /metrics`, and the log-level and
+    /// profile endpoints when enabled) on its own listener (its own thread and runtime,
+    /// so a saturated application runtime does not stall scrapes). Port 0 picks a free
+    /// port; see [`Telemetry::admin_addr`]. Bind it to a private interface
+    /// (`127.0.0.1:9464`, a pod-internal port) rather than the public one.
     pub fn with_admin_listener(mut self, addr: SocketAddr) -> Self {
         self.admin_listener = Some(addr);
+        self
+    }
+
+    /// Serves `/metrics` only on the admin listener: [`Telemetry::metrics_router`] then
+    /// has no route, so an application router that merges it answers `/metrics` with its
+    /// 404. Needs [`with_admin_listener`](Self::with_admin_listener) (`install` fails
+    /// otherwise, as the metrics would be served nowhere). Default `false`.
+    pub fn with_metrics_on_admin_only(mut self, enabled: bool) -> Self {
+        self.metrics_on_admin_only = enabled;
+        self
+    }
+
+    /// Requires `Authorization: Bearer <token>` on the admin endpoints that control or
+    /// inspect the process: `/log-level` and `/debug/profile` (wherever
+    /// [`Telemetry::admin_router`] is served). A request without it, or with another
+    /// token, gets `401 Unauthorized` with a `WWW-Authenticate` challenge and a one-line
+    /// reason; tokens are compared in constant time. `/metrics` stays open, so scrapers
+    /// need no credentials. `ZS_ADMIN_TOKEN`, when set and not blank, takes precedence,
+    /// so the secret can come from the deployment rather than the code. The token must
+    /// be 16 to 4096 visible ASCII characters; `install` fails otherwise (without
+    /// showing it). Default: no token.
+    pub fn with_admin_token(mut self, token: impl Into<String>) -> Self {
+        self.admin_token = Some(http::AdminToken(token.into().into()));
+        self
+    }
+
+    /// Serves `GET /debug/profile` on [`Telemetry::admin_router`] and the admin listener:
+    /// a JSON snapshot of every `#[instrumented]` call site linked into the binary (calls
+    /// by outcome, total and mean duration since start, calls in flight), plus the
+    /// process's CPU time, resident memory and threads from `/proc`. It reports what the
+    /// runtime already measures; it is **not** a sampling CPU profile (no stacks, no
+    /// pprof). Off by default; pair it with [`with_admin_token`](Self::with_admin_token).
+    pub fn with_profile_endpoint(mut self, enabled: bool) -> Self {
+        self.profile_endpoint = enabled;
         self
     }
 
@@ -219,7 +268,10 @@ impl TelemetryBuilder {
 
     /// Serves `GET /log-level` (the current directives) and `PUT /log-level`
     /// (new directives in the body) on [`Telemetry::admin_router`] and the admin
-    /// listener. Off by default.
+    /// listener, never on [`Telemetry::metrics_router`]. Off by default; pair it with
+    /// [`with_admin_token`](Self::with_admin_token). Needs the subscriber
+    /// ([`with_subscriber`](Self::with_subscriber), on by default): `install` fails
+    /// otherwise.
     pub fn with_log_level_endpoint(mut self, enabled: bool) -> Self {
         self.logs.level_endpoint = enabled;
         self
@@ -343,6 +395,7 @@ impl TelemetryBuilder {
 
     /// Installs the recorder globally (and starts the admin listener, when configured).
     pub fn install(self) -> Result<Telemetry, InitError> {
+        let exposure = self.exposure()?;
         let service = env_over("OTEL_SERVICE_NAME", self.service_name)
             .unwrap_or_else(|| "unknown_service".to_owned());
         let namespace = self
@@ -474,7 +527,7 @@ impl TelemetryBuilder {
 
         let admin = match admin_listener {
             Some(listener) => {
-                let router = admin_router(&handle, level.as_ref(), self.logs.level_endpoint);
+                let router = admin_router(&handle, level.as_ref(), &exposure);
                 Some(
                     http::AdminServer::start(listener, router).map_err(|source| {
                         InitError::AdminListener {
@@ -499,9 +552,75 @@ impl TelemetryBuilder {
             admin,
             traces,
             level,
-            level_endpoint: self.logs.level_endpoint,
+            exposure,
         })
     }
+
+    /// The admin endpoints' settings, checked: the token (environment first), and the
+    /// combinations that would silently expose or serve nothing.
+    fn exposure(&self) -> Result<Exposure, InitError> {
+        let from_env = std::env::var("ZS_ADMIN_TOKEN")
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+            .map(|t| http::AdminToken(t.into()));
+        let token = from_env.or_else(|| self.admin_token.clone());
+        if let Some(token) = &token {
+            check_token(&token.0)?;
+        }
+        if self.metrics_on_admin_only && self.admin_listener.is_none() {
+            return Err(InitError::Exposure(
+                "with_metrics_on_admin_only(true) needs with_admin_listener(addr): \
+                 /metrics would be served nowhere"
+                    .to_owned(),
+            ));
+        }
+        if self.logs.level_endpoint && !self.logs.install {
+            return Err(InitError::Exposure(
+                "with_log_level_endpoint(true) needs the subscriber (with_subscriber(true)): \
+                 there would be no level to change"
+                    .to_owned(),
+            ));
+        }
+        Ok(Exposure {
+            level_endpoint: self.logs.level_endpoint,
+            profile_endpoint: self.profile_endpoint,
+            metrics_on_admin_only: self.metrics_on_admin_only,
+            token,
+        })
+    }
+}
+
+/// Which admin endpoints exist, where `/metrics` is served, and the token guarding them.
+#[derive(Debug, Clone)]
+struct Exposure {
+    level_endpoint: bool,
+    profile_endpoint: bool,
+    metrics_on_admin_only: bool,
+    token: Option<http::AdminToken>,
+}
+
+/// Shortest and longest admin token accepted.
+const TOKEN_LENGTHS: std::ops::RangeInclusive<usize> = 16..=4096;
+
+/// A token must be long enough to resist guessing and fit an `Authorization` header
+/// unchanged. The reason never includes the token.
+fn check_token(token: &str) -> Result<(), InitError> {
+    if !TOKEN_LENGTHS.contains(&token.len()) {
+        return Err(InitError::Exposure(format!(
+            "the admin token (with_admin_token or ZS_ADMIN_TOKEN) has {} characters; it \
+             needs {} to {}",
+            token.len(),
+            TOKEN_LENGTHS.start(),
+            TOKEN_LENGTHS.end()
+        )));
+    }
+    if let Some(position) = token.bytes().position(|b| !b.is_ascii_graphic()) {
+        return Err(InitError::Exposure(format!(
+            "the admin token (with_admin_token or ZS_ADMIN_TOKEN) has a character that is \
+             not visible ASCII at position {position}"
+        )));
+    }
+    Ok(())
 }
 
 /// The environment variable `var` when set and not blank, else the builder's value.
@@ -513,16 +632,23 @@ fn prefer(from_env: Option<String>, configured: Option<String>) -> Option<String
     from_env.filter(|s| !s.trim().is_empty()).or(configured)
 }
 
+/// `/metrics`, plus the enabled control endpoints behind the token (when one is set).
 fn admin_router(
     handle: &MetricsHandle,
     level: Option<&LevelControl>,
-    level_endpoint: bool,
+    exposure: &Exposure,
 ) -> axum::Router {
-    let router = http::metrics_router(handle.clone());
-    match (level, level_endpoint) {
-        (Some(level), true) => router.merge(crate::subscriber::level_router(level.clone())),
-        _ => router,
+    let mut guarded = axum::Router::new();
+    if let (Some(level), true) = (level, exposure.level_endpoint) {
+        guarded = guarded.merge(crate::subscriber::level_router(level.clone()));
     }
+    if exposure.profile_endpoint {
+        guarded = guarded.merge(crate::profile::profile_router(handle.clone()));
+    }
+    if let Some(token) = &exposure.token {
+        guarded = http::require_token(guarded, token.clone());
+    }
+    http::metrics_router(handle.clone()).merge(guarded)
 }
 
 /// Describes every catalog metric to the installed recorder: `# HELP` and unit.
@@ -576,7 +702,7 @@ pub struct Telemetry {
     admin: Option<http::AdminServer>,
     traces: Option<crate::otel::TracePipeline>,
     level: Option<LevelControl>,
-    level_endpoint: bool,
+    exposure: Exposure,
 }
 
 /// What the trace export pipeline has done so far.
@@ -609,7 +735,12 @@ impl Telemetry {
     }
 
     /// An axum router serving `GET /metrics`; merge it into the application's router.
+    /// With [`TelemetryBuilder::with_metrics_on_admin_only`] it has no route: `/metrics`
+    /// is then served by the admin listener only.
     pub fn metrics_router(&self) -> axum::Router {
+        if self.exposure.metrics_on_admin_only {
+            return axum::Router::new();
+        }
         http::metrics_router(self.handle.clone())
     }
 
@@ -623,11 +754,14 @@ impl Telemetry {
         self.catalog.as_ref()
     }
 
-    /// An axum router with `GET /metrics` and, when enabled with
-    /// [`TelemetryBuilder::with_log_level_endpoint`], `GET`/`PUT /log-level`. The
-    /// admin listener serves exactly this.
+    /// An axum router with `GET /metrics` and, when enabled,
+    /// `GET`/`PUT /log-level` ([`TelemetryBuilder::with_log_level_endpoint`]) and
+    /// `GET /debug/profile` ([`TelemetryBuilder::with_profile_endpoint`]), those two
+    /// behind the admin token when one is set ([`TelemetryBuilder::with_admin_token`]).
+    /// The admin listener serves exactly this; serve it yourself only on a private
+    /// listener.
     pub fn admin_router(&self) -> axum::Router {
-        admin_router(&self.handle, self.level.as_ref(), self.level_endpoint)
+        admin_router(&self.handle, self.level.as_ref(), &self.exposure)
     }
 
     /// Changes the log level directives at run time (`EnvFilter` syntax).
