@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -240,6 +241,159 @@ impl BlackHole {
             }
         });
         BlackHole { addr }
+    }
+}
+
+/// A real OTLP collector that answers every export only after a delay, which can be
+/// changed while it runs: slower than the exporter's timeout it fails every export,
+/// a little faster it backs the exporter's queue up. It decodes each request as an
+/// `ExportTraceServiceRequest` and counts its spans without keeping them, so its own
+/// memory does not grow with what it receives (the memory tests measure the process
+/// it runs in).
+#[derive(Debug)]
+pub struct SlowCollector {
+    /// Where it listens (loopback).
+    pub addr: SocketAddr,
+    state: SlowState,
+}
+
+#[derive(Clone, Debug, Default)]
+struct SlowState {
+    delay_ms: Arc<AtomicU64>,
+    spans: Arc<AtomicU64>,
+    requests: Arc<AtomicU64>,
+    bad_requests: Arc<AtomicU64>,
+}
+
+impl SlowState {
+    /// Counts a request's spans, then waits the current delay.
+    async fn take(&self, request: &ExportTraceServiceRequest) {
+        let spans: usize = request
+            .resource_spans
+            .iter()
+            .flat_map(|rs| &rs.scope_spans)
+            .map(|ss| ss.spans.len())
+            .sum();
+        self.spans.fetch_add(spans as u64, Ordering::Relaxed);
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let delay = self.delay_ms.load(Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+}
+
+#[tonic::async_trait]
+impl TraceService for SlowState {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.take(request.get_ref()).await;
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+impl SlowCollector {
+    /// OTLP/gRPC on 127.0.0.1, a free port, answering after `delay`.
+    pub fn grpc(delay: Duration) -> SlowCollector {
+        Self::start(true, delay)
+    }
+
+    /// OTLP/HTTP (protobuf) on 127.0.0.1, a free port, answering after `delay`.
+    pub fn http(delay: Duration) -> SlowCollector {
+        Self::start(false, delay)
+    }
+
+    /// The endpoint to configure: `http://127.0.0.1:<port>`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Changes the delay of the exports that arrive from now on.
+    pub fn set_delay(&self, delay: Duration) {
+        self.state
+            .delay_ms
+            .store(delay.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Spans received so far (answered or not yet).
+    pub fn spans(&self) -> u64 {
+        self.state.spans.load(Ordering::Relaxed)
+    }
+
+    /// Export requests received so far.
+    pub fn requests(&self) -> u64 {
+        self.state.requests.load(Ordering::Relaxed)
+    }
+
+    /// HTTP bodies that were not an `ExportTraceServiceRequest`.
+    pub fn bad_requests(&self) -> u64 {
+        self.state.bad_requests.load(Ordering::Relaxed)
+    }
+
+    fn start(grpc: bool, delay: Duration) -> SlowCollector {
+        let state = SlowState::default();
+        state
+            .delay_ms
+            .store(delay.as_millis() as u64, Ordering::Relaxed);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let s = state.clone();
+        std::thread::spawn(move || {
+            // Two workers: a request waiting out its delay must not hold up the next.
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                if grpc {
+                    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+                    tonic::transport::Server::builder()
+                        .add_service(TraceServiceServer::new(s))
+                        .serve_with_incoming(incoming)
+                        .await
+                        .unwrap();
+                } else {
+                    let app = axum::Router::new()
+                        .route(
+                            "/v1/traces",
+                            axum::routing::post(
+                                |axum::extract::State(s): axum::extract::State<SlowState>,
+                                 body: axum::body::Bytes| async move {
+                                    match ExportTraceServiceRequest::decode(body) {
+                                        Ok(request) => {
+                                            s.take(&request).await;
+                                            (
+                                                axum::http::StatusCode::OK,
+                                                [("content-type", "application/x-protobuf")],
+                                                ExportTraceServiceResponse {
+                                                    partial_success: None,
+                                                }
+                                                .encode_to_vec(),
+                                            )
+                                        }
+                                        Err(_) => {
+                                            s.bad_requests.fetch_add(1, Ordering::Relaxed);
+                                            (
+                                                axum::http::StatusCode::BAD_REQUEST,
+                                                [("content-type", "text/plain")],
+                                                b"not an ExportTraceServiceRequest".to_vec(),
+                                            )
+                                        }
+                                    }
+                                },
+                            ),
+                        )
+                        .with_state(s);
+                    axum::serve(listener, app).await.unwrap();
+                }
+            });
+        });
+        SlowCollector { addr, state }
     }
 }
 

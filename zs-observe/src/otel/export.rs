@@ -118,6 +118,7 @@ impl QueueProcessor {
         let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<(), String>>(1);
         let worker = Worker {
             batch_size: resolved.batch_size,
+            queue_size: resolved.queue_size,
             delay: resolved.schedule_delay,
             export_timeout: resolved.export_timeout,
             stats: stats.clone(),
@@ -207,10 +208,7 @@ impl SpanProcessor for QueueProcessor {
         if !span.span_context.is_sampled() {
             return;
         }
-        self.redactor.redact_key_values(&mut span.attributes);
-        for event in span.events.events.iter_mut() {
-            self.redactor.redact_key_values(&mut event.attributes);
-        }
+        self.redactor.redact_span(&mut span);
         match self.queue.try_send(Message::Span(Box::new(span))) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
@@ -257,6 +255,7 @@ fn build_exporter(target: &ExportTarget, timeout: Duration) -> Result<SpanExport
 
 struct Worker {
     batch_size: usize,
+    queue_size: usize,
     delay: Duration,
     export_timeout: Duration,
     stats: Arc<ExportStats>,
@@ -311,7 +310,10 @@ impl Worker {
         }
     }
 
-    /// Exports everything queued now (bounded: the queue's capacity at most).
+    /// Exports what is queued now: the queue's capacity at most. Spans that calls
+    /// keep ending meanwhile wait for the next batch; taking them too would keep a
+    /// flush (or shutdown) draining as long as the load lasts when the collector
+    /// is slower than the calls.
     fn drain(
         &self,
         runtime: &tokio::runtime::Runtime,
@@ -319,7 +321,10 @@ impl Worker {
         queue: &Receiver<Message>,
         batch: &mut Vec<SpanData>,
     ) {
-        while let Ok(message) = queue.try_recv() {
+        for _ in 0..self.queue_size {
+            let Ok(message) = queue.try_recv() else {
+                break;
+            };
             if let Message::Span(span) = message {
                 batch.push(*span);
                 if batch.len() >= self.batch_size {
