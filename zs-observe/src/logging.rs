@@ -172,7 +172,7 @@ impl<F: FieldSink> JsonVisitor<'_, F> {
             }
             return;
         }
-        let value = if self.redactor.is_sensitive(name) {
+        let value = if self.redactor.is_sensitive_field(name) {
             Value::String(REDACTED.to_owned())
         } else {
             match value {
@@ -350,7 +350,7 @@ pub(crate) fn console_fields(
         if name.starts_with("otel.") {
             return Ok(());
         }
-        if name != "message" && redactor.is_sensitive(name) {
+        if name != "message" && redactor.is_sensitive_field(name) {
             return write!(w, "{name}={REDACTED}");
         }
         // `{:?}` of a message is its text; of a `%` field, its Display (raw); of a
