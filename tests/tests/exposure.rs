@@ -4,7 +4,10 @@
 //! on the admin listener only, behind the admin token when one is set (401 with a reason
 //! without it or with another one; the token from `ZS_ADMIN_TOKEN` wins over the
 //! builder's); `/metrics` can be moved to the admin listener; unsafe or inconsistent
-//! configurations are refused by `install` with a clear error.
+//! configurations are refused by `install` with a clear error. The application's own
+//! admin routes (`Telemetry::mount_admin_routes`) are served on the admin listener only,
+//! behind the token; `Telemetry::guard_admin` puts a router of the application's behind
+//! it, and refuses when there is no token.
 //!
 //! The runtime is installed once per process, so each configuration runs in a child
 //! process: the test binary itself, running the ignored test `scenario` with
@@ -93,6 +96,21 @@ fn the_token_from_the_environment_wins() {
 }
 
 #[test]
+fn application_admin_routes_are_mounted_on_the_admin_listener_behind_the_token() {
+    run_child("mounted", None);
+}
+
+#[test]
+fn application_admin_routes_without_a_token_only_on_the_admin_listener() {
+    run_child("mounted_without_token", None);
+}
+
+#[test]
+fn application_admin_routes_without_an_admin_listener_are_refused() {
+    run_child("mount_without_listener", None);
+}
+
+#[test]
 fn unsafe_or_inconsistent_exposure_is_refused() {
     let admin: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let refused = |builder: zs_observe::TelemetryBuilder| {
@@ -146,6 +164,9 @@ fn scenario() {
             "defaults" => defaults().await,
             "on_with_token" => on_with_token().await,
             "env_token" => env_token().await,
+            "mounted" => mounted().await,
+            "mounted_without_token" => mounted_without_token().await,
+            "mount_without_listener" => mount_without_listener().await,
             other => panic!("no scenario {other}"),
         }
     });
@@ -471,4 +492,212 @@ async fn env_token() {
     let app = serve_app(&telemetry).await;
     let reply = call(&http, get, app, "/metrics", None, "").await;
     assert_eq!(reply.code, 200);
+}
+
+/// The application's admin routes: a stateful counter (each call is counted, so a
+/// refused request provably never reached the handler), and a `/metrics` of its own that
+/// the built-in one must shadow.
+fn ops_routes(hits: std::sync::Arc<std::sync::atomic::AtomicU64>) -> axum::Router {
+    use std::sync::atomic::Ordering;
+    axum::Router::new()
+        .route(
+            "/debug/ops",
+            get(
+                |axum::extract::State(hits): axum::extract::State<
+                    std::sync::Arc<std::sync::atomic::AtomicU64>,
+                >| async move {
+                    format!("ops call {}", hits.fetch_add(1, Ordering::SeqCst) + 1)
+                },
+            ),
+        )
+        .route(
+            "/metrics",
+            get(|| async { "the application's own /metrics" }),
+        )
+        .with_state(hits)
+}
+
+async fn mounted() {
+    use std::sync::atomic::Ordering;
+    // A token and an admin listener but no built-in control endpoint: `install` used to
+    // panic here (axum refuses a route layer on a router without routes).
+    let telemetry = Telemetry::builder()
+        .with_service_name("exposure-mounted")
+        .with_admin_token(CODE_TOKEN)
+        .with_admin_listener("127.0.0.1:0".parse().unwrap())
+        .install()
+        .expect("install with a token and no control endpoint");
+    let admin = telemetry.admin_addr().expect("admin listener");
+    let app = serve_app(&telemetry).await;
+    let http = client();
+    let get = reqwest::Method::GET;
+    let bearer = format!("Bearer {CODE_TOKEN}");
+
+    // Nothing mounted yet: a plain 404, with or without the token.
+    for auth in [None, Some(bearer.as_str())] {
+        let reply = call(&http, get.clone(), admin, "/debug/ops", auth, "").await;
+        assert_eq!(reply.code, 404, "{auth:?}: {}", reply.body);
+    }
+
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    telemetry
+        .mount_admin_routes(ops_routes(hits.clone()))
+        .expect("mounted");
+    let again = telemetry
+        .mount_admin_routes(ops_routes(hits.clone()))
+        .expect_err("a second mount is refused");
+    assert!(
+        matches!(again, zs_observe::InitError::Exposure(_))
+            && again.to_string().contains("already mounted"),
+        "{again}"
+    );
+
+    // The application listener never has them.
+    for auth in [None, Some(bearer.as_str())] {
+        let reply = call(&http, get.clone(), app, "/debug/ops", auth, "").await;
+        assert_eq!(reply.code, 404, "application listener, {auth:?}");
+    }
+    // The admin listener: 401 with a reason without the token or with another one.
+    let wrong = format!("Bearer {}", CODE_TOKEN.replace('0', "1"));
+    for (auth, reason) in [
+        (None, "missing admin token"),
+        (Some(wrong.as_str()), "invalid admin token"),
+        (Some("Basic YWRtaW46YWRtaW4="), "malformed authorization"),
+    ] {
+        for path in ["/debug/ops", "/debug/unknown"] {
+            let reply = call(&http, get.clone(), admin, path, auth, "").await;
+            assert_eq!(reply.code, 401, "{path} {auth:?}: {}", reply.body);
+            assert!(
+                reply.body.starts_with(reason),
+                "{path} {auth:?}: {}",
+                reply.body
+            );
+            assert!(reply.www_authenticate.is_some(), "{path} {auth:?}");
+            assert!(!reply.body.contains(CODE_TOKEN));
+        }
+    }
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "no refused request reached the handler"
+    );
+    // With the token: the handler, with its state.
+    let reply = call(&http, get.clone(), admin, "/debug/ops", Some(&bearer), "").await;
+    assert_eq!((reply.code, reply.body.as_str()), (200, "ops call 1"));
+    let reply = call(
+        &http,
+        get.clone(),
+        admin,
+        "/debug/unknown",
+        Some(&bearer),
+        "",
+    )
+    .await;
+    assert_eq!(reply.code, 404, "an unknown path behind the token");
+    // The built-in `/metrics` wins over the mounted one, and needs no token.
+    let reply = call(&http, get.clone(), admin, "/metrics", None, "").await;
+    assert_eq!(reply.code, 200);
+    assert!(
+        reply.body.contains("exposure_mounted_build_info"),
+        "{}",
+        reply.body
+    );
+    // `admin_router()` carries the mounted routes too, behind the same token.
+    let router = telemetry.admin_router();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let own = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let reply = call(&http, get.clone(), own, "/debug/ops", None, "").await;
+    assert_eq!(reply.code, 401);
+    let reply = call(&http, get.clone(), own, "/debug/ops", Some(&bearer), "").await;
+    assert_eq!((reply.code, reply.body.as_str()), (200, "ops call 2"));
+
+    // guard_admin: the application's routes behind the token on its own listener; a
+    // fallback of the guarded router is guarded too; the rest of the application is not.
+    let guarded = telemetry
+        .guard_admin(
+            axum::Router::new()
+                .route("/ops/flush", axum::routing::get(|| async { "flushed" }))
+                .fallback(|| async { "guarded fallback" }),
+        )
+        .expect("a token is configured");
+    let routes = axum::Router::new()
+        .route("/", axum::routing::get(|| async { "open" }))
+        .merge(guarded);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let guarded_app = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, routes).await.unwrap() });
+    let reply = call(&http, get.clone(), guarded_app, "/", None, "").await;
+    assert_eq!((reply.code, reply.body.as_str()), (200, "open"));
+    for path in ["/ops/flush", "/ops/elsewhere"] {
+        let reply = call(&http, get.clone(), guarded_app, path, None, "").await;
+        assert_eq!(reply.code, 401, "{path}: {}", reply.body);
+        let reply = call(&http, get.clone(), guarded_app, path, Some(&wrong), "").await;
+        assert_eq!(reply.code, 401, "{path}: {}", reply.body);
+    }
+    let reply = call(
+        &http,
+        get.clone(),
+        guarded_app,
+        "/ops/flush",
+        Some(&bearer),
+        "",
+    )
+    .await;
+    assert_eq!((reply.code, reply.body.as_str()), (200, "flushed"));
+    let reply = call(&http, get, guarded_app, "/ops/elsewhere", Some(&bearer), "").await;
+    assert_eq!((reply.code, reply.body.as_str()), (200, "guarded fallback"));
+}
+
+async fn mounted_without_token() {
+    let telemetry = Telemetry::builder()
+        .with_service_name("exposure-mounted-open")
+        .with_admin_listener("127.0.0.1:0".parse().unwrap())
+        .install()
+        .expect("install");
+    let admin = telemetry.admin_addr().expect("admin listener");
+    let app = serve_app(&telemetry).await;
+    let http = client();
+    let get = reqwest::Method::GET;
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    telemetry
+        .mount_admin_routes(ops_routes(hits))
+        .expect("mounted");
+    // No token: the admin listener is the protection; the application listener has none.
+    let reply = call(&http, get.clone(), admin, "/debug/ops", None, "").await;
+    assert_eq!((reply.code, reply.body.as_str()), (200, "ops call 1"));
+    let reply = call(&http, get.clone(), admin, "/debug/unknown", None, "").await;
+    assert_eq!(reply.code, 404);
+    let reply = call(&http, get, app, "/debug/ops", None, "").await;
+    assert_eq!(reply.code, 404);
+    // guard_admin without a token would let everybody in: refused.
+    let err = telemetry
+        .guard_admin(axum::Router::new().route("/ops", axum::routing::get(|| async { "x" })))
+        .expect_err("no token");
+    assert!(
+        matches!(err, zs_observe::InitError::Exposure(_))
+            && err.to_string().contains("needs an admin token"),
+        "{err}"
+    );
+}
+
+async fn mount_without_listener() {
+    let telemetry = Telemetry::builder()
+        .with_service_name("exposure-mount-nowhere")
+        .with_admin_token(CODE_TOKEN)
+        .install()
+        .expect("install");
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let err = telemetry
+        .mount_admin_routes(ops_routes(hits))
+        .expect_err("no admin listener");
+    assert!(
+        matches!(err, zs_observe::InitError::Exposure(_))
+            && err.to_string().contains("needs with_admin_listener"),
+        "{err}"
+    );
+    // The application's router never got them.
+    let app = serve_app(&telemetry).await;
+    let reply = call(&client(), reqwest::Method::GET, app, "/debug/ops", None, "").await;
+    assert_eq!(reply.code, 404);
 }

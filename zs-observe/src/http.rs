@@ -2,7 +2,7 @@
 //! the bearer-token guard of the admin endpoints.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 
 use axum::extract::{Request, State};
@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use tokio::sync::oneshot;
+use tower::ServiceExt;
 
 use crate::exposition::MetricsHandle;
 
@@ -40,9 +41,22 @@ impl std::fmt::Debug for AdminToken {
 }
 
 /// Wraps every route of `router` so that a request without the right bearer token gets
-/// `401 Unauthorized` with a `WWW-Authenticate` challenge and a body saying why.
+/// `401 Unauthorized` with a `WWW-Authenticate` challenge and a body saying why. Paths
+/// the router does not have keep their 404. A router without routes is returned as it is
+/// (axum refuses a route layer on it, by panicking).
 pub(crate) fn require_token(router: Router, token: AdminToken) -> Router {
+    if !router.has_routes() {
+        return router;
+    }
     router.route_layer(axum::middleware::from_fn_with_state(token, check_token))
+}
+
+/// Like [`require_token`], but for every request the router sees, its fallback (and
+/// any `nest_service` or `fallback_service`) included: for routers the application
+/// hands over, whose shape the runtime does not know. Without the token, an unknown
+/// path is a 401 too.
+pub(crate) fn require_token_everywhere(router: Router, token: AdminToken) -> Router {
+    router.layer(axum::middleware::from_fn_with_state(token, check_token))
 }
 
 async fn check_token(State(token): State<AdminToken>, request: Request, next: Next) -> Response {
@@ -57,6 +71,28 @@ async fn check_token(State(token): State<AdminToken>, request: Request, next: Ne
             response
         }
     }
+}
+
+/// The application's own admin routes, mounted once after `install` by
+/// `Telemetry::mount_admin_routes` (already behind the token when one is set).
+pub(crate) type MountedRoutes = Arc<OnceLock<Router>>;
+
+/// Sends every request that no route of `router` matches to the mounted application
+/// routes, when there are any; otherwise `404`. The built-in routes therefore win over
+/// mounted ones with the same path.
+pub(crate) fn with_mounted(router: Router, mounted: MountedRoutes) -> Router {
+    router.fallback(move |request: Request| {
+        let mounted = mounted.clone();
+        async move {
+            match mounted.get() {
+                Some(routes) => match routes.clone().oneshot(request).await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                },
+                None => StatusCode::NOT_FOUND.into_response(),
+            }
+        }
+    })
 }
 
 /// Whether an `Authorization` header carries `token`; otherwise why not, and the challenge.

@@ -1,9 +1,11 @@
 //! Profiling endpoints (seed 003, 8.7), served only when the service runs with
-//! `--debug`: `GET /debug/profile/cpu?seconds=N` samples the process's stacks for N
-//! seconds (1 to 60, default 10) and answers a flame graph (SVG);
-//! `GET /debug/profile/memory` answers the process's memory figures and the sizes of
-//! the cache and the database. Without `--debug` the routes are not registered at all:
-//! both answer the API's plain 404 (`{"error": "no such route"}`), as any unknown path.
+//! `--debug`, and then only on the admin listener (`--admin-addr`), behind the admin
+//! token when one is set (`ZS_ADMIN_TOKEN`): `GET /debug/profile/cpu?seconds=N` samples
+//! the process's stacks for N seconds (1 to 60, default 10) and answers a flame graph
+//! (SVG); `GET /debug/profile/memory` answers the process's memory figures and the sizes
+//! of the cache and the database. The application listener never has these routes: it
+//! answers them with the API's plain 404 (`{"error": "no such route"}`), as any unknown
+//! path; without `--debug` there is no admin listener at all.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -32,12 +34,9 @@ struct Debug {
     profiling: AtomicBool,
 }
 
-/// The `/debug/profile/*` routes when `enabled`; otherwise no route at all, so that
-/// a probe cannot even tell that profiling exists.
-pub(crate) fn router(app: Arc<App>, enabled: bool) -> Router {
-    if !enabled {
-        return Router::new();
-    }
+/// The `/debug/profile/*` routes, for the admin listener
+/// (`Telemetry::mount_admin_routes`).
+pub(crate) fn router(app: Arc<App>) -> Router {
     let state = Arc::new(Debug {
         app,
         profiling: AtomicBool::new(false),

@@ -5,7 +5,10 @@
 //! `--db PATH`), with a cache for GETs, a scheduler that runs due scheduled tasks and a
 //! router that gives each new task to the active agent with the highest trust score.
 //! `/metrics` serves the Prometheus exposition and `/health/*` the health checks; logs
-//! are JSON lines on stdout. The first line on stderr is `LISTENING <addr>`.
+//! are JSON lines on stdout. The first line on stderr is `LISTENING <addr>`. With
+//! `--debug`, the profiling endpoints are served on a separate admin listener
+//! (`--admin-addr`, loopback by default), behind `ZS_ADMIN_TOKEN` when it is set, and the
+//! second line on stderr is `ADMIN <addr>`.
 
 mod api;
 mod app;
@@ -27,6 +30,8 @@ use crate::cache::Cache;
 use crate::db::Db;
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
+/// Where the admin listener (profiling endpoints, with `--debug`) binds by default.
+const DEFAULT_ADMIN: &str = "127.0.0.1:8001";
 
 /// Which spans reach the OTLP exporter (when `OTEL_EXPORTER_OTLP_ENDPOINT` is set):
 /// the service's own debug-level spans (`db.query`, `cache.*`, `scheduler.tick`) too.
@@ -36,6 +41,7 @@ const DEFAULT_TRACE_FILTER: &str = "info,ains_api=debug";
 #[derive(Debug)]
 struct Config {
     listen: SocketAddr,
+    admin: SocketAddr,
     db: String,
     tick: Duration,
     agent_ttl: Duration,
@@ -48,18 +54,24 @@ struct Config {
 fn usage() -> ! {
     eprintln!(
         "usage: ains-api [--listen ADDR] [--db PATH] [--tick-ms N] [--agent-ttl-secs N]\n\
-         \x20               [--task-timeout-secs N] [--workload] [--debug] [--check-catalog]\n\
+         \x20               [--task-timeout-secs N] [--workload] [--debug [--admin-addr ADDR]]\n\
+         \x20               [--check-catalog]\n\
          \n  --listen ADDR            address to serve on (env AINS_LISTEN, default {DEFAULT_LISTEN})\
          \n  --db PATH                SQLite database file (default :memory:)\
          \n  --tick-ms N              scheduler period in milliseconds (default 1000)\
          \n  --agent-ttl-secs N       an agent without a heartbeat for N s gets no tasks (default 30)\
          \n  --task-timeout-secs N    a task running for N s is marked failed (default 300)\
          \n  --workload               drive the API with a built-in workload (agents, tasks, chains)\
-         \n  --debug                  serve /debug/profile/cpu and /debug/profile/memory (env AINS_DEBUG=1)\
+         \n  --debug                  serve /debug/profile/cpu and /debug/profile/memory on the admin\
+         \n                           listener only, behind ZS_ADMIN_TOKEN when set (env AINS_DEBUG=1)\
+         \n  --admin-addr ADDR        the admin listener's address, with --debug (env AINS_ADMIN_ADDR,\
+         \n                           default {DEFAULT_ADMIN}); a non-loopback address needs ZS_ADMIN_TOKEN\
          \n  --check-catalog          compare the catalog with the code's metrics, print the report and exit\
          \n\nenvironment: OTEL_EXPORTER_OTLP_ENDPOINT (export spans over OTLP), OTEL_EXPORTER_OTLP_PROTOCOL,\
          \n  OTEL_TRACES_SAMPLER[_ARG], OTEL_SERVICE_NAME, RUST_LOG (log level), ZS_LOG_FORMAT (json|console),\
-         \n  AINS_TRACE_FILTER (spans exported, default {DEFAULT_TRACE_FILTER})"
+         \n  AINS_TRACE_FILTER (spans exported, default {DEFAULT_TRACE_FILTER}),\
+         \n  ZS_ADMIN_TOKEN (16 to 4096 visible ASCII characters: the admin endpoints need\
+         \n  `Authorization: Bearer <token>`)"
     );
     std::process::exit(2)
 }
@@ -77,8 +89,10 @@ fn number(flag: &str, value: Option<String>) -> u64 {
 
 fn parse_args() -> Config {
     let mut listen = std::env::var("AINS_LISTEN").unwrap_or_else(|_| DEFAULT_LISTEN.to_owned());
+    let mut admin = std::env::var("AINS_ADMIN_ADDR").unwrap_or_else(|_| DEFAULT_ADMIN.to_owned());
     let mut config = Config {
         listen: ([127, 0, 0, 1], 8000).into(),
+        admin: ([127, 0, 0, 1], 8001).into(),
         db: ":memory:".to_owned(),
         tick: Duration::from_secs(1),
         agent_ttl: Duration::from_secs(30),
@@ -91,6 +105,7 @@ fn parse_args() -> Config {
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--listen" => listen = args.next().unwrap_or_else(|| usage()),
+            "--admin-addr" => admin = args.next().unwrap_or_else(|| usage()),
             "--db" => config.db = args.next().unwrap_or_else(|| usage()),
             "--tick-ms" => config.tick = Duration::from_millis(number(&arg, args.next())),
             "--agent-ttl-secs" => config.agent_ttl = Duration::from_secs(number(&arg, args.next())),
@@ -111,7 +126,25 @@ fn parse_args() -> Config {
         eprintln!("invalid --listen address `{listen}`: {e}");
         usage()
     });
+    config.admin = admin.parse().unwrap_or_else(|e| {
+        eprintln!("invalid --admin-addr address `{admin}`: {e}");
+        usage()
+    });
+    if config.debug && !config.admin.ip().is_loopback() && !admin_token_set() {
+        eprintln!(
+            "--debug with the non-loopback admin address {} needs ZS_ADMIN_TOKEN: the \
+             profiling endpoints would be open to anyone who reaches it",
+            config.admin
+        );
+        std::process::exit(2);
+    }
     config
+}
+
+/// Whether the admin token is configured (zs-observe reads `ZS_ADMIN_TOKEN` itself and
+/// refuses to start with a token that is too short).
+fn admin_token_set() -> bool {
+    std::env::var("ZS_ADMIN_TOKEN").is_ok_and(|t| !t.trim().is_empty())
 }
 
 fn fail(what: &str, e: impl std::fmt::Display) -> ! {
@@ -132,7 +165,12 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    let telemetry = Telemetry::builder()
+    let mut builder = Telemetry::builder();
+    if config.debug {
+        // The profiling endpoints live on their own listener, never the API's.
+        builder = builder.with_admin_listener(config.admin);
+    }
+    let telemetry = builder
         .with_catalog(catalog)
         .with_service_name("ains-api")
         .with_namespace("ains")
@@ -150,8 +188,12 @@ async fn main() {
     let health =
         health_registry(app.clone()).unwrap_or_else(|e| fail("cannot build the health checks", e));
 
+    if config.debug {
+        telemetry
+            .mount_admin_routes(debug::router(app.clone()).layer(RequestTraceLayer::new()))
+            .unwrap_or_else(|e| fail("cannot serve the profiling endpoints", e));
+    }
     let router = api::router(app.clone())
-        .merge(debug::router(app.clone(), config.debug))
         .merge(health.router())
         .layer(telemetry.http_metrics_layer())
         .merge(telemetry.metrics_router())
@@ -180,6 +222,14 @@ async fn main() {
         .unwrap_or_else(|e| fail("no local address", e));
     eprintln!("LISTENING {addr}");
     tracing::info!(%addr, db = %config.db, "ains-api listening; metrics at /metrics");
+    if let Some(admin) = telemetry.admin_addr() {
+        eprintln!("ADMIN {admin}");
+        tracing::info!(
+            %admin,
+            guarded = admin_token_set(),
+            "profiling endpoints at /debug/profile/{{cpu,memory}} on the admin listener"
+        );
+    }
 
     let scheduler = tokio::spawn(scheduler(app, config.tick));
     let workload = config

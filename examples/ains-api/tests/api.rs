@@ -503,11 +503,42 @@ async fn api_end_to_end_with_metrics() {
     );
 }
 
+/// The admin token the `--debug` tests configure (`ZS_ADMIN_TOKEN`).
+const ADMIN_TOKEN: &str = "ains-admin-token-0123456789";
+
+/// A request's status, `WWW-Authenticate` header and body.
+async fn answer(req: reqwest::RequestBuilder) -> (StatusCode, Option<String>, String) {
+    let res = req.send().await.expect("request sent");
+    let status = res.status();
+    let challenge = res
+        .headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    (status, challenge, res.text().await.expect("body read"))
+}
+
+/// With `--debug` the profiling endpoints are on the admin listener only, behind the
+/// token: the application listener answers its plain 404, the admin listener 401
+/// without the token or with another one, and the real profiles with it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workload_and_profiling_with_debug() {
-    let server = start(&["--workload", "--debug"]).await;
+    let server = common::start_with(
+        &["--workload", "--debug", "--admin-addr", "127.0.0.1:0"],
+        &[("ZS_ADMIN_TOKEN", ADMIN_TOKEN)],
+    )
+    .await;
     let base = &server.base;
-    let c = reqwest::Client::new();
+    let admin = server
+        .admin
+        .as_deref()
+        .expect("an admin listener with --debug");
+    assert_ne!(base, admin, "two listeners");
+    let c = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(60))
+        .build()
+        .expect("client");
+    let bearer = format!("Bearer {ADMIN_TOKEN}");
 
     // The built-in workload registers agents and walks tasks to completion.
     wait_for(&c, &format!("{base}/tasks?status=completed"), |v| {
@@ -517,9 +548,54 @@ async fn workload_and_profiling_with_debug() {
     let agents = send(&c, c.get(format!("{base}/agents")), StatusCode::OK).await;
     assert_eq!(agents.as_array().map(Vec::len), Some(3), "{agents}");
 
+    // The application listener: no profiling route, whatever the credentials.
+    for path in [
+        "/debug/profile/memory",
+        "/debug/profile/cpu?seconds=1",
+        "/debug/profile/cpu?seconds=0",
+    ] {
+        for auth in [None, Some(bearer.as_str())] {
+            let mut req = c.get(format!("{base}{path}"));
+            if let Some(auth) = auth {
+                req = req.header("authorization", auth);
+            }
+            let body = send(&c, req, StatusCode::NOT_FOUND).await;
+            assert_eq!(body, json!({"error": "no such route"}), "{path} {auth:?}");
+        }
+    }
+
+    // The admin listener, without the token or with another one: 401, a reason and a
+    // challenge; the token is never echoed. `/metrics` there needs no token.
+    let wrong = format!("Bearer {}", ADMIN_TOKEN.replace('0', "1"));
+    for path in ["/debug/profile/memory", "/debug/profile/cpu?seconds=1"] {
+        for (auth, reason) in [
+            (None, "missing admin token"),
+            (Some(wrong.as_str()), "invalid admin token"),
+            (Some(ADMIN_TOKEN), "malformed authorization"),
+        ] {
+            let mut req = c.get(format!("{admin}{path}"));
+            if let Some(auth) = auth {
+                req = req.header("authorization", auth);
+            }
+            let (status, challenge, body) = answer(req).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{path} {auth:?}: {body}");
+            assert!(body.starts_with(reason), "{path} {auth:?}: {body}");
+            assert!(
+                challenge.is_some_and(|c| c.starts_with("Bearer realm=")),
+                "{path} {auth:?}"
+            );
+            assert!(!body.contains(ADMIN_TOKEN), "the token is not echoed");
+        }
+    }
+    let (status, _, exposition) = answer(c.get(format!("{admin}/metrics"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(exposition.contains("ains_build_info"), "{exposition}");
+
+    // With the token: the real memory figures.
     let memory = send(
         &c,
-        c.get(format!("{base}/debug/profile/memory")),
+        c.get(format!("{admin}/debug/profile/memory"))
+            .header("authorization", &bearer),
         StatusCode::OK,
     )
     .await;
@@ -529,32 +605,18 @@ async fn workload_and_profiling_with_debug() {
     );
     assert!(memory["database"]["bytes"].as_i64() > Some(0), "{memory}");
 
-    bad(
-        &c,
-        c.get(format!("{base}/debug/profile/cpu?seconds=0")),
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
-    bad(
-        &c,
-        c.get(format!("{base}/debug/profile/cpu?seconds=x")),
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
-    bad(
-        &c,
-        c.get(format!("{base}/debug/profile/cpu?seconds=61")),
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
-    bad(
-        &c,
-        c.get(format!("{base}/debug/profile/cpu?sconds=1")),
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
+    for query in ["seconds=0", "seconds=x", "seconds=61", "sconds=1"] {
+        bad(
+            &c,
+            c.get(format!("{admin}/debug/profile/cpu?{query}"))
+                .header("authorization", &bearer),
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+    }
     let res = c
-        .get(format!("{base}/debug/profile/cpu?seconds=1"))
+        .get(format!("{admin}/debug/profile/cpu?seconds=1"))
+        .header("authorization", &bearer)
         .send()
         .await
         .expect("profile");
@@ -570,6 +632,140 @@ async fn workload_and_profiling_with_debug() {
         svg.contains("<svg"),
         "a flame graph: {}",
         &svg[..svg.len().min(200)]
+    );
+
+    // Admin requests are not API traffic: the API's RED metrics do not count them.
+    let exposition = c
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("exposition");
+    assert!(
+        !exposition.contains("route=\"/debug/profile"),
+        "no profiling route in the API's HTTP metrics"
+    );
+}
+
+/// `--debug` without a token: the admin listener (loopback) is the protection; the
+/// application listener still has no profiling route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_without_token_serves_profiles_on_the_admin_listener_only() {
+    let server = start(&["--debug", "--admin-addr", "127.0.0.1:0"]).await;
+    let (base, admin) = (&server.base, server.admin.as_deref().expect("admin"));
+    let c = reqwest::Client::new();
+    let body = send(
+        &c,
+        c.get(format!("{base}/debug/profile/memory")),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    assert_eq!(body, json!({"error": "no such route"}));
+    let memory = send(
+        &c,
+        c.get(format!("{admin}/debug/profile/memory")),
+        StatusCode::OK,
+    )
+    .await;
+    assert!(
+        memory["process"]["resident_bytes"].as_u64() > Some(0),
+        "{memory}"
+    );
+    let (status, _, _) = answer(c.get(format!("{admin}/no/such/route"))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// Without `--debug` there is no admin listener, even when `--admin-addr` names one:
+/// nothing listens there, and the application listener answers 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_admin_listener_without_debug() {
+    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let admin = free.local_addr().expect("its address");
+    drop(free);
+    let admin_arg = admin.to_string();
+    let server = start(&["--admin-addr", &admin_arg]).await;
+    assert!(server.admin.is_none());
+    let c = reqwest::Client::new();
+    for path in ["/debug/profile/memory", "/debug/profile/cpu?seconds=1"] {
+        let body = send(
+            &c,
+            c.get(format!("{}{path}", server.base)),
+            StatusCode::NOT_FOUND,
+        )
+        .await;
+        assert_eq!(body, json!({"error": "no such route"}), "{path}");
+    }
+    let refused = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        tokio::net::TcpStream::connect(admin),
+    )
+    .await
+    .expect("connect answers within 5 s");
+    assert!(
+        refused.is_err(),
+        "nothing listens on {admin} without --debug"
+    );
+}
+
+/// Unsafe or bad exposure settings stop the service with a clear message (never a
+/// panic): a non-loopback admin address without a token, a token too short, a bad
+/// admin address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsafe_debug_settings_are_refused() {
+    let (code, stderr) = common::run_to_exit(
+        &[
+            "--debug",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-addr",
+            "0.0.0.0:0",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("non-loopback admin address 0.0.0.0:0 needs ZS_ADMIN_TOKEN"),
+        "{stderr}"
+    );
+    let (code, stderr) = common::run_to_exit(
+        &[
+            "--debug",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-addr",
+            "127.0.0.1:0",
+        ],
+        &[("ZS_ADMIN_TOKEN", "tiny-tok")],
+    )
+    .await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot start telemetry: exposure: the admin token")
+            && stderr.contains("needs 16 to 4096"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("tiny-tok") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+    let (code, stderr) = common::run_to_exit(
+        &[
+            "--debug",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-addr",
+            "not-an-address",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("invalid --admin-addr address `not-an-address`"),
+        "{stderr}"
     );
 }
 

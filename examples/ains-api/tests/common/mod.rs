@@ -15,12 +15,15 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 pub struct Server {
     _child: tokio::process::Child,
     pub base: String,
+    /// `http://<admin listener>`, when started with `--debug` (the second stderr line,
+    /// `ADMIN <addr>`).
+    pub admin: Option<String>,
     /// Its stdout (the JSON log lines) so far.
     pub stdout: Arc<Mutex<Vec<String>>>,
 }
 
 /// Settings of the environment the tests must not inherit.
-pub const INHERITED: [&str; 19] = [
+pub const INHERITED: [&str; 21] = [
     "OTEL_SERVICE_NAME",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
@@ -40,6 +43,8 @@ pub const INHERITED: [&str; 19] = [
     "AINS_LISTEN",
     "AINS_DEBUG",
     "AINS_TRACE_FILTER",
+    "AINS_ADMIN_ADDR",
+    "ZS_ADMIN_TOKEN",
 ];
 
 pub async fn start(extra: &[&str]) -> Server {
@@ -86,13 +91,46 @@ pub async fn start_with(extra: &[&str], env: &[(&str, &str)]) -> Server {
         .strip_prefix("LISTENING ")
         .unwrap_or_else(|| panic!("first stderr line is `LISTENING <addr>`, got {first:?}"))
         .to_owned();
+    let admin = if extra.contains(&"--debug") {
+        let second = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+            .await
+            .expect("a second stderr line within 10 s")
+            .expect("stderr readable")
+            .expect("a second stderr line");
+        let admin = second
+            .strip_prefix("ADMIN ")
+            .unwrap_or_else(|| panic!("second stderr line is `ADMIN <addr>`, got {second:?}"));
+        Some(format!("http://{admin}"))
+    } else {
+        None
+    };
     // Keep draining stderr so the child never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     Server {
         _child: child,
         base: format!("http://{addr}"),
+        admin,
         stdout,
     }
+}
+
+/// Runs the binary with `args` and `env` (in a clean environment) until it exits, for at
+/// most 30 s: its exit code and stderr.
+pub async fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_ains-api"));
+    command.args(args);
+    for name in INHERITED {
+        command.env_remove(name);
+    }
+    command.envs(env.iter().copied()).kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(30), command.output())
+        .await
+        .expect("ains-api exits within 30 s")
+        .expect("ains-api runs");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 pub async fn send(
