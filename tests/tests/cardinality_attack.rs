@@ -7,7 +7,10 @@
 //! - the same on a label the catalog does not declare (the default bound, set with
 //!   `with_default_label_bound`);
 //! - a third-party `metrics::counter!` whose value goes through
-//!   `zs_observe::bounded_label`, as docs/catalog.md prescribes for calls by hand.
+//!   `zs_observe::bounded_label`, as docs/catalog.md prescribes for calls by hand;
+//! - raw third-party `metrics::counter!` and `metrics::histogram!` calls that no
+//!   guard sees, on metrics the catalog does not declare: the recorder's per-family
+//!   series limit (`with_series_limit`) bounds them.
 //!
 //! Each keeps exactly its bound of series plus `_overflow`, counts every collapsed
 //! value exactly, renders a small `/metrics`, and resident memory does not grow
@@ -23,6 +26,8 @@ const VALUES: u64 = 1_000_000;
 const BOUND: u64 = 500;
 /// The bound of labels the catalog does not declare.
 const DEFAULT_BOUND: u64 = 200;
+/// The recorder's series limit of metrics the catalog does not declare.
+const SERIES_LIMIT: u64 = 300;
 /// Values each attack sends before memory is first measured: the label fills
 /// up and the overflow series exist.
 const WARM_UP: u64 = 20_000;
@@ -71,6 +76,14 @@ fn request(peer: u64) {}
     labels(session = session.to_string())
 )]
 fn session(session: u64) {}
+
+/// A third-party crate's calls that nobody made safe: only the recorder's series
+/// limit stands between them and a million series each.
+fn raw(peer: u64) {
+    let value = format!("peer-{peer}");
+    metrics::counter!("attack_raw_peers_total", "peer" => value.clone()).increment(1);
+    metrics::histogram!("attack_raw_latency_seconds", "peer" => value).record(0.005);
+}
 
 /// A third-party crate's call, made safe by hand as docs/catalog.md says.
 fn login(user: u64) {
@@ -133,12 +146,14 @@ fn a_million_distinct_label_values_keep_the_bound_count_the_overflow_and_the_mem
         .with_service_name("attack")
         .with_catalog(catalog)
         .with_default_label_bound(DEFAULT_BOUND as usize)
+        .with_series_limit(SERIES_LIMIT as usize)
+        .with_buckets("attack_raw_latency_seconds", &[0.001, 0.01, 0.1, 1.0])
         .with_log_sink(zs_observe::LogSink::from_fn(std::io::sink))
         .install()
         .expect("installs");
 
     // Each path in turn, timed.
-    let attack = |range: std::ops::Range<u64>| -> [std::time::Duration; 3] {
+    let attack = |range: std::ops::Range<u64>| -> [std::time::Duration; 4] {
         let timed = |f: &dyn Fn(u64)| {
             let started = std::time::Instant::now();
             for v in range.clone() {
@@ -146,7 +161,7 @@ fn a_million_distinct_label_values_keep_the_bound_count_the_overflow_and_the_mem
             }
             started.elapsed()
         };
-        [timed(&request), timed(&session), timed(&login)]
+        [timed(&request), timed(&session), timed(&login), timed(&raw)]
     };
     attack(0..WARM_UP);
     let warm = telemetry.render();
@@ -159,7 +174,7 @@ fn a_million_distinct_label_values_keep_the_bound_count_the_overflow_and_the_mem
     let series = telemetry.metrics_handle().series_count();
     eprintln!(
         "cardinality attack: {} distinct values on each path in {took:?} (request, session, \
-         login); RSS {} KiB -> {} KiB (+{} KiB), {} KiB after rendering; {} series; /metrics {} \
+         login, raw); RSS {} KiB -> {} KiB (+{} KiB), {} KiB after rendering; {} series; /metrics {} \
          bytes (after the warm-up: {} bytes)",
         VALUES - WARM_UP,
         before >> 10,
@@ -218,6 +233,43 @@ fn a_million_distinct_label_values_keep_the_bound_count_the_overflow_and_the_mem
         ),
         (VALUES - BOUND) as f64
     );
+    // Raw third-party calls: the series limit, plus the overflow series, which
+    // took every later value.
+    assert_eq!(
+        samples(&body, "attack_raw_peers_total").len() as u64,
+        SERIES_LIMIT + 1
+    );
+    assert_eq!(
+        samples(&body, "attack_raw_latency_seconds_count").len() as u64,
+        SERIES_LIMIT + 1
+    );
+    let overflow_raw = format!("peer=\"{OVERFLOW_VALUE}\"");
+    assert_eq!(
+        value(&body, "attack_raw_peers_total", &[&overflow_raw]),
+        (VALUES - SERIES_LIMIT) as f64
+    );
+    assert_eq!(
+        value(&body, "attack_raw_latency_seconds_count", &[&overflow_raw]),
+        (VALUES - SERIES_LIMIT) as f64
+    );
+    assert_eq!(
+        value(
+            &body,
+            "attack_raw_latency_seconds_bucket",
+            &[&overflow_raw, "le=\"0.01\""]
+        ),
+        (VALUES - SERIES_LIMIT) as f64
+    );
+    // The series kept before the limit keep their own counts.
+    for kept in [0, SERIES_LIMIT - 1] {
+        let peer = format!("peer=\"peer-{kept}\"");
+        assert_eq!(value(&body, "attack_raw_peers_total", &[&peer]), 1.0);
+        assert_eq!(
+            value(&body, "attack_raw_latency_seconds_count", &[&peer]),
+            1.0
+        );
+    }
+    assert!(!body.contains(&format!("peer=\"peer-{SERIES_LIMIT}\"")));
     // An admitted value kept its own series.
     assert_eq!(
         value(
@@ -244,17 +296,28 @@ fn a_million_distinct_label_values_keep_the_bound_count_the_overflow_and_the_mem
         overflows(&body, "attack_logins_total", "user"),
         (VALUES - BOUND) as f64
     );
+    assert_eq!(
+        overflows(&body, "attack_raw_peers_total", "peer"),
+        (VALUES - SERIES_LIMIT) as f64
+    );
+    assert_eq!(
+        overflows(&body, "attack_raw_latency_seconds", "peer"),
+        (VALUES - SERIES_LIMIT) as f64
+    );
     // The whole exposition stays small: the attack added no series after the
-    // warm-up (the counts grew, not the lines), and a scrape is under 1 MiB,
-    // where three million series would be hundreds of MiB.
+    // warm-up (the counts grew, not the lines), and a scrape is under 2 MiB
+    // (about 950 KB: 2,300 series, 1,100 of them histograms), where five million
+    // series would be hundreds of MiB.
     assert_eq!(body.lines().count(), warm.lines().count());
     assert!(series.total() < 5_000, "{series:?}");
-    assert!(body.len() < 1 << 20, "{} bytes", body.len());
-    // Three million values went by; kept, each would cost at least its label text
-    // and a series (far over 100 MiB). The guard holds at most 1,200 of them.
+    assert!(body.len() < 2 << 20, "{} bytes", body.len());
+    // Four million values went by (five million label sets: the raw path records
+    // each on a counter and a histogram); kept, each would cost at least its label
+    // text and a series (far over 100 MiB). The guard and the series limit hold at
+    // most 1,800 of them.
     assert!(
         growth < 4 << 20,
-        "resident memory grew by {} KiB over 3 x {} distinct label values",
+        "resident memory grew by {} KiB over 4 x {} distinct label values",
         growth >> 10,
         VALUES - WARM_UP
     );

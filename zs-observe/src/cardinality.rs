@@ -41,7 +41,25 @@ pub const DEFAULT_BOUND: usize = 1000;
 /// The namespace of the overflow counter until [`configure`] is called.
 pub const DEFAULT_NAMESPACE: &str = "zs_observe";
 
-const OVERFLOW_HELP: &str = "Label values that exceeded their metric's cardinality bound \
+/// The most series (distinct label sets) one metric family keeps in the runtime's
+/// recorder when the catalog declares no bound for it; changed with
+/// [`TelemetryBuilder::with_series_limit`](crate::TelemetryBuilder::with_series_limit).
+///
+/// This is the backstop for calls the guard above does not see: a third-party
+/// `metrics::counter!("x_total", "peer" => value)` with unbounded values. Past the
+/// limit, a new label set is recorded on the family's one overflow series (every
+/// label value [`OVERFLOW_VALUE`]) and counted in
+/// `<namespace>_cardinality_overflow_total`. Why 10,000: a family within the
+/// guard's default bounds (one open label of [`DEFAULT_BOUND`] values times an
+/// outcome label of 4 to 5 values, plus their `_overflow` values) stays below it, so
+/// the limit never clips a well-behaved metric; and 10,000 series cost a few MiB of
+/// memory and about 1 MiB of `/metrics` text for a counter (10 to 15 MiB for a
+/// histogram), where an unbounded family costs that per 10,000 distinct values,
+/// without end.
+pub const DEFAULT_SERIES_LIMIT: usize = 10_000;
+
+pub(crate) const OVERFLOW_HELP: &str =
+    "Label values that exceeded their metric's cardinality bound \
      and were recorded as `_overflow`, by metric and label.";
 
 /// (Re)configures the process-wide guard: the namespace of
@@ -134,13 +152,8 @@ impl LabelGuard {
                     .collect()
             })
             .unwrap_or_default();
-        let overflow_metric = if namespace.is_empty() {
-            "cardinality_overflow_total".to_owned()
-        } else {
-            format!("{namespace}_cardinality_overflow_total")
-        };
         LabelGuard {
-            overflow_metric: overflow_metric.into(),
+            overflow_metric: overflow_metric_name(namespace).into(),
             default_bound: default_bound.max(1),
             declared,
             sets: RwLock::new(HashMap::new()),
@@ -252,12 +265,10 @@ impl LabelSet {
         let register = || {
             metrics::with_recorder(|r| {
                 r.describe_counter(overflow_metric.clone().into(), None, OVERFLOW_HELP.into());
-                let key = Key::from_parts(
+                let key = overflow_key(
                     overflow_metric.clone(),
-                    vec![
-                        Label::new("metric", self.metric.clone()),
-                        Label::new("label", self.label.clone()),
-                    ],
+                    self.metric.clone(),
+                    self.label.clone(),
                 );
                 r.register_counter(&key, &METADATA)
             })
@@ -270,6 +281,55 @@ impl LabelSet {
             register().increment(1);
         }
     }
+}
+
+/// `<namespace>_cardinality_overflow_total` (without a namespace, the bare name).
+pub(crate) fn overflow_metric_name(namespace: &str) -> String {
+    if namespace.is_empty() {
+        "cardinality_overflow_total".to_owned()
+    } else {
+        format!("{namespace}_cardinality_overflow_total")
+    }
+}
+
+/// The overflow counter's series for `label` of `metric`: the guard's and the
+/// recorder's series limit count into the same series.
+pub(crate) fn overflow_key(
+    overflow_metric: impl Into<SharedString>,
+    metric: impl Into<SharedString>,
+    label: impl Into<SharedString>,
+) -> Key {
+    Key::from_parts(
+        overflow_metric.into(),
+        vec![
+            Label::new("metric", metric.into()),
+            Label::new("label", label.into()),
+        ],
+    )
+}
+
+/// How many values the guard lets through for a label the catalog declares.
+pub(crate) fn declared_bound(values: &LabelValues) -> usize {
+    match values {
+        LabelValues::Closed(values) => values.len(),
+        LabelValues::Open { cardinality } => *cardinality,
+    }
+}
+
+/// The series limit of a family whose labels have these bounds: every combination
+/// of values the guard can let through (each label's kept values, plus
+/// `_overflow`), except all of them `_overflow` at once, which is the family's
+/// overflow series itself. One open label of 500 values keeps 500 series plus
+/// `_overflow`, exactly what the guard keeps: the limit never clips a label set the
+/// guard admits. At least 1; saturates instead of overflowing.
+pub(crate) fn series_limit_of_bounds(bounds: impl IntoIterator<Item = usize>) -> usize {
+    bounds
+        .into_iter()
+        .fold(1usize, |product, n| {
+            product.saturating_mul(n.saturating_add(1))
+        })
+        .saturating_sub(1)
+        .max(1)
 }
 
 static METADATA: Metadata<'static> =

@@ -479,8 +479,16 @@ mod tests {
         static NAMES: [&str; 4] = ["customer_ssn", "task.id", "db_password", "x-api-key"];
         for _ in 0..3 {
             for name in NAMES {
-                assert_eq!(plain.is_sensitive_field(name), plain.is_sensitive(name), "{name}");
-                assert_eq!(ssn.is_sensitive_field(name), ssn.is_sensitive(name), "{name}");
+                assert_eq!(
+                    plain.is_sensitive_field(name),
+                    plain.is_sensitive(name),
+                    "{name}"
+                );
+                assert_eq!(
+                    ssn.is_sensitive_field(name),
+                    ssn.is_sensitive(name),
+                    "{name}"
+                );
             }
         }
         assert!(!plain.is_sensitive_field("customer_ssn"));

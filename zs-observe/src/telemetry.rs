@@ -58,7 +58,9 @@ pub enum InitError {
     /// The exposure configuration is inconsistent or unsafe: an admin token that is too
     /// short or not a header-safe string (the token itself is never shown), `/metrics`
     /// moved to an admin listener that is not configured, or the log-level endpoint
-    /// without the subscriber it controls.
+    /// without the subscriber it controls; after `install`, application admin routes
+    /// with nowhere safe to go ([`Telemetry::mount_admin_routes`] without an admin
+    /// listener or twice, [`Telemetry::guard_admin`] without a token).
     #[error("exposure: {0}")]
     Exposure(String),
     /// The admin listener could not bind or start.
@@ -93,6 +95,7 @@ pub struct TelemetryBuilder {
     traces: TraceSettings,
     logs: SubscriberSettings,
     default_label_bound: usize,
+    series_limit: usize,
 }
 
 impl Default for TelemetryBuilder {
@@ -117,6 +120,7 @@ impl Default for TelemetryBuilder {
             },
             logs: SubscriberSettings::default(),
             default_label_bound: crate::cardinality::DEFAULT_BOUND,
+            series_limit: crate::cardinality::DEFAULT_SERIES_LIMIT,
         }
     }
 }
@@ -176,8 +180,9 @@ impl TelemetryBuilder {
         self
     }
 
-    /// Serves [`Telemetry::admin_router`] (`GET /metrics`, and the log-level and
-    /// profile endpoints when enabled) on its own listener (its own thread and runtime,
+    /// Serves [`Telemetry::admin_router`] (`GET /metrics`, the log-level and profile
+    /// endpoints when enabled, and the application's routes given to
+    /// [`Telemetry::mount_admin_routes`]) on its own listener (its own thread and runtime,
     /// so a saturated application runtime does not stall scrapes). Port 0 picks a free
     /// port; see [`Telemetry::admin_addr`]. Bind it to a private interface
     /// (`127.0.0.1:9464`, a pod-internal port) rather than the public one.
@@ -196,8 +201,10 @@ impl TelemetryBuilder {
     }
 
     /// Requires `Authorization: Bearer <token>` on the admin endpoints that control or
-    /// inspect the process: `/log-level` and `/debug/profile` (wherever
-    /// [`Telemetry::admin_router`] is served). A request without it, or with another
+    /// inspect the process: `/log-level`, `/debug/profile` and the application's routes
+    /// mounted with [`Telemetry::mount_admin_routes`] (wherever
+    /// [`Telemetry::admin_router`] is served); [`Telemetry::guard_admin`] applies the same
+    /// check to a router of the application's. A request without it, or with another
     /// token, gets `401 Unauthorized` with a `WWW-Authenticate` challenge and a one-line
     /// reason; tokens are compared in constant time. `/metrics` stays open, so scrapers
     /// need no credentials. `ZS_ADMIN_TOKEN`, when set and not blank, takes precedence,
@@ -225,6 +232,23 @@ impl TelemetryBuilder {
     /// in `<namespace>_cardinality_overflow_total` (see docs/catalog.md, "Cardinality guard").
     pub fn with_default_label_bound(mut self, bound: usize) -> Self {
         self.default_label_bound = bound.max(1);
+        self
+    }
+
+    /// The most series (distinct label sets) one metric family keeps, for every
+    /// metric the catalog does not declare (default
+    /// [`DEFAULT_SERIES_LIMIT`](crate::cardinality::DEFAULT_SERIES_LIMIT), 10,000; at
+    /// least 1). A catalog metric keeps instead every label set the label guard can
+    /// let through (its labels' declared bounds, or the default label bound for a
+    /// label it does not declare, each plus `_overflow`). This bounds what the label guard does not see, such as a third-party
+    /// `metrics::counter!("x_total", "peer" => value)` with unbounded values: past
+    /// the limit a new label set is recorded on the family's one overflow series
+    /// (same label names, every value `_overflow`) and counted in
+    /// `<namespace>_cardinality_overflow_total{metric, label}`. Existing series and
+    /// handles keep working; the check runs only when a new label set registers (see
+    /// docs/catalog.md, "Series limit").
+    pub fn with_series_limit(mut self, limit: usize) -> Self {
+        self.series_limit = limit.max(1);
         self
     }
 
@@ -445,7 +469,14 @@ impl TelemetryBuilder {
         for (key, _) in &labels {
             check_name("label name", key)?;
         }
-        let registry = Arc::new(Registry::new(labels, buckets));
+        let registry = Arc::new(Registry::new(labels, buckets).with_series_limits(
+            crate::exposition::SeriesLimits::new(
+                self.series_limit,
+                self.catalog.as_ref(),
+                self.default_label_bound,
+                &namespace,
+            ),
+        ));
         let handle = MetricsHandle {
             registry: registry.clone(),
         };
@@ -525,9 +556,10 @@ impl TelemetryBuilder {
             describe_catalog(catalog);
         }
 
+        let mounted = http::MountedRoutes::default();
         let admin = match admin_listener {
             Some(listener) => {
-                let router = admin_router(&handle, level.as_ref(), &exposure);
+                let router = admin_router(&handle, level.as_ref(), &exposure, &mounted);
                 Some(
                     http::AdminServer::start(listener, router).map_err(|source| {
                         InitError::AdminListener {
@@ -553,6 +585,7 @@ impl TelemetryBuilder {
             traces,
             level,
             exposure,
+            mounted,
         })
     }
 
@@ -632,11 +665,13 @@ fn prefer(from_env: Option<String>, configured: Option<String>) -> Option<String
     from_env.filter(|s| !s.trim().is_empty()).or(configured)
 }
 
-/// `/metrics`, plus the enabled control endpoints behind the token (when one is set).
+/// `/metrics`, plus the enabled control endpoints behind the token (when one is set),
+/// plus the application's mounted admin routes (already behind it).
 fn admin_router(
     handle: &MetricsHandle,
     level: Option<&LevelControl>,
     exposure: &Exposure,
+    mounted: &http::MountedRoutes,
 ) -> axum::Router {
     let mut guarded = axum::Router::new();
     if let (Some(level), true) = (level, exposure.level_endpoint) {
@@ -648,7 +683,10 @@ fn admin_router(
     if let Some(token) = &exposure.token {
         guarded = http::require_token(guarded, token.clone());
     }
-    http::metrics_router(handle.clone()).merge(guarded)
+    http::with_mounted(
+        http::metrics_router(handle.clone()).merge(guarded),
+        mounted.clone(),
+    )
 }
 
 /// Describes every catalog metric to the installed recorder: `# HELP` and unit.
@@ -703,6 +741,7 @@ pub struct Telemetry {
     traces: Option<crate::otel::TracePipeline>,
     level: Option<LevelControl>,
     exposure: Exposure,
+    mounted: http::MountedRoutes,
 }
 
 /// What the trace export pipeline has done so far.
@@ -757,11 +796,99 @@ impl Telemetry {
     /// An axum router with `GET /metrics` and, when enabled,
     /// `GET`/`PUT /log-level` ([`TelemetryBuilder::with_log_level_endpoint`]) and
     /// `GET /debug/profile` ([`TelemetryBuilder::with_profile_endpoint`]), those two
-    /// behind the admin token when one is set ([`TelemetryBuilder::with_admin_token`]).
-    /// The admin listener serves exactly this; serve it yourself only on a private
+    /// behind the admin token when one is set ([`TelemetryBuilder::with_admin_token`]),
+    /// and the routes given to [`mount_admin_routes`](Self::mount_admin_routes) (behind
+    /// it too). The admin listener serves exactly this; serve it yourself only on a private
     /// listener.
     pub fn admin_router(&self) -> axum::Router {
-        admin_router(&self.handle, self.level.as_ref(), &self.exposure)
+        admin_router(
+            &self.handle,
+            self.level.as_ref(),
+            &self.exposure,
+            &self.mounted,
+        )
+    }
+
+    /// Serves the application's own admin routes (a profiler, a cache dump, a feature
+    /// switch...) on the admin listener, next to `/metrics`, behind the admin token when
+    /// one is set ([`TelemetryBuilder::with_admin_token`]): without it, or with another
+    /// one, they answer `401` like `/log-level` (so does every path of the admin listener
+    /// that no route matches, since it goes to the mounted router). Without a token the admin listener itself
+    /// is the protection, so bind it to an address only operators reach. The routes are
+    /// never served by [`metrics_router`](Self::metrics_router), so an application
+    /// listener answers them with its own 404; they are also in
+    /// [`admin_router`](Self::admin_router).
+    ///
+    /// Call it once, after `install` (so the routes can hold application state built
+    /// after the runtime); merge several routers into one first. A built-in route
+    /// (`/metrics`, `/log-level`, `/debug/profile`) wins over a mounted one with the same
+    /// path. The routes run on the admin listener's own thread and single-threaded
+    /// runtime: move blocking work to `tokio::task::spawn_blocking`.
+    ///
+    /// # Errors
+    ///
+    /// [`InitError::Exposure`] without an admin listener
+    /// ([`TelemetryBuilder::with_admin_listener`]) — the routes would be served nowhere —
+    /// or when routes were already mounted.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let telemetry = zs_observe::Telemetry::builder()
+    ///     .with_service_name("ains-api")
+    ///     .with_admin_listener("127.0.0.1:9464".parse()?)
+    ///     .with_admin_token("change-me-to-a-long-random-secret") // or ZS_ADMIN_TOKEN
+    ///     .install()?;
+    /// let debug = axum::Router::new()
+    ///     .route("/debug/cache", axum::routing::get(|| async { "cache entries: 12" }));
+    /// // 200 on 127.0.0.1:9464 with `Authorization: Bearer <token>`, 401 without.
+    /// telemetry.mount_admin_routes(debug)?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn mount_admin_routes(&self, routes: axum::Router) -> Result<(), InitError> {
+        if self.admin.is_none() {
+            return Err(InitError::Exposure(
+                "mount_admin_routes needs with_admin_listener(addr): the routes would be \
+                 served nowhere"
+                    .to_owned(),
+            ));
+        }
+        let routes = match &self.exposure.token {
+            Some(token) => http::require_token_everywhere(routes, token.clone()),
+            None => routes,
+        };
+        self.mounted.set(routes).map_err(|_| {
+            InitError::Exposure(
+                "admin routes are already mounted: merge the routers into one and mount \
+                 them once"
+                    .to_owned(),
+            )
+        })
+    }
+
+    /// Puts every route of `router` behind the admin token, for admin routes the
+    /// application serves on a listener of its own: a request without
+    /// `Authorization: Bearer <token>`, or with another token, gets the same `401` (with
+    /// a reason and a `WWW-Authenticate` challenge) as `/log-level`. The check covers
+    /// every request the router sees, its fallback included (a path it does not have is a
+    /// `401` without the token, its `404` with it), so merging the result into a larger
+    /// router guards exactly these routes. To serve admin routes on the admin listener, use
+    /// [`mount_admin_routes`](Self::mount_admin_routes) instead.
+    ///
+    /// # Errors
+    ///
+    /// [`InitError::Exposure`] when no token is configured
+    /// ([`TelemetryBuilder::with_admin_token`] or `ZS_ADMIN_TOKEN`): the guard would let
+    /// everybody in, so it refuses rather than serve the routes unprotected.
+    pub fn guard_admin(&self, router: axum::Router) -> Result<axum::Router, InitError> {
+        match &self.exposure.token {
+            Some(token) => Ok(http::require_token_everywhere(router, token.clone())),
+            None => Err(InitError::Exposure(
+                "guard_admin needs an admin token (with_admin_token or ZS_ADMIN_TOKEN): \
+                 without one the routes would be open to everybody"
+                    .to_owned(),
+            )),
+        }
     }
 
     /// Changes the log level directives at run time (`EnvFilter` syntax).

@@ -15,6 +15,15 @@
 //! name, so a scrape is one pass that copies text and formats numbers. Third-party
 //! `metrics::` calls go through the same [`metrics::Recorder`] implementation and
 //! appear in the same exposition.
+//!
+//! Each family holds at most its series limit of label sets ([`SeriesLimits`]: the
+//! catalog's declared bound, else the builder's limit, by default
+//! [`DEFAULT_SERIES_LIMIT`](crate::cardinality::DEFAULT_SERIES_LIMIT)). The check
+//! runs only when a new label set is registered, under the write lock that inserts
+//! it; looking up an existing series, and every handle, cost what they did. Past
+//! the limit, a new label set gets the family's overflow series (same label names,
+//! every value `_overflow`) and is counted in
+//! `<namespace>_cardinality_overflow_total{metric, label}`.
 
 pub(crate) mod cells;
 pub(crate) mod render;
@@ -23,7 +32,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, PoisonError, RwLock};
 
-use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
+use std::sync::OnceLock;
+
+use metrics::{
+    Counter, Gauge, Histogram, Key, KeyName, Label, Metadata, Recorder, SharedString, Unit,
+};
+
+use crate::cardinality::{self, OVERFLOW_VALUE};
 
 pub(crate) use cells::{site_shards, Bounds, CounterCell, GaugeCell, HistogramCell};
 
@@ -65,15 +80,31 @@ struct Series<C> {
 struct Family<C> {
     arena: String,
     series: Vec<Series<C>>,
+    /// The most series this family keeps (its overflow series comes on top).
+    limit: usize,
+    /// Where label sets past the limit go, once the first one came.
+    overflow: Option<Arc<Overflow<C>>>,
 }
 
-impl<C> Default for Family<C> {
-    fn default() -> Self {
+impl<C> Family<C> {
+    fn new(limit: usize) -> Self {
         Family {
             arena: String::new(),
             series: Vec::new(),
+            limit,
+            overflow: None,
         }
     }
+}
+
+/// A family's overflow series and the counter of the label sets redirected to it.
+struct Overflow<C> {
+    cell: Arc<C>,
+    /// `<namespace>_cardinality_overflow_total{metric, label}`, registered on the
+    /// first redirect (outside the store's lock: it may be the counter store).
+    counted: OnceLock<Arc<CounterCell>>,
+    metric: String,
+    label: String,
 }
 
 impl<C> Family<C> {
@@ -153,11 +184,88 @@ impl BucketConfig {
     }
 }
 
+/// How many series each family may hold. A metric the catalog declares keeps every
+/// label set the label guard can let through
+/// ([`cardinality::series_limit_of_bounds`] of its labels' bounds: declared, or the
+/// default label bound for a label the catalog does not declare); any other metric
+/// keeps `default`. The overflow counter itself is exempt (one series per
+/// overflowing metric and label; capping it would hide the overflow it reports).
+#[derive(Debug, Clone)]
+pub(crate) struct SeriesLimits {
+    default: usize,
+    default_label_bound: usize,
+    /// Catalog metric → label → bound.
+    declared: HashMap<String, HashMap<String, usize>>,
+    overflow_metric: String,
+}
+
+impl Default for SeriesLimits {
+    fn default() -> Self {
+        SeriesLimits::new(
+            cardinality::DEFAULT_SERIES_LIMIT,
+            None,
+            cardinality::DEFAULT_BOUND,
+            cardinality::DEFAULT_NAMESPACE,
+        )
+    }
+}
+
+impl SeriesLimits {
+    /// `default` (at least 1) for every metric `catalog` does not declare;
+    /// `default_label_bound` is the guard's bound of undeclared labels; `namespace`
+    /// names the overflow counter, as the label guard does.
+    pub(crate) fn new(
+        default: usize,
+        catalog: Option<&crate::catalog::Catalog>,
+        default_label_bound: usize,
+        namespace: &str,
+    ) -> Self {
+        let declared = catalog
+            .map(|c| {
+                c.metrics
+                    .iter()
+                    .map(|m| {
+                        let labels = m
+                            .labels
+                            .iter()
+                            .map(|l| (l.name.clone(), cardinality::declared_bound(&l.values)))
+                            .collect();
+                        (m.name.clone(), labels)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        SeriesLimits {
+            default: default.max(1),
+            default_label_bound: default_label_bound.max(1),
+            declared,
+            overflow_metric: cardinality::overflow_metric_name(namespace),
+        }
+    }
+
+    /// The limit of the family `key` is the first series of.
+    fn for_key(&self, key: &Key) -> usize {
+        if key.name() == self.overflow_metric {
+            return usize::MAX;
+        }
+        match self.declared.get(key.name()) {
+            Some(labels) => cardinality::series_limit_of_bounds(key.labels().map(|l| {
+                labels
+                    .get(l.key())
+                    .copied()
+                    .unwrap_or(self.default_label_bound)
+            })),
+            None => self.default,
+        }
+    }
+}
+
 /// The registry of every series in the process, shared by the recorder and the
 /// handles that render it.
 pub(crate) struct Registry {
     constant: Vec<(String, String)>,
     buckets: BucketConfig,
+    limits: SeriesLimits,
     counters: RwLock<Store<CounterCell>>,
     gauges: RwLock<Store<GaugeCell>>,
     histograms: RwLock<Store<HistogramCell>>,
@@ -182,6 +290,12 @@ impl SeriesCount {
     }
 }
 
+/// Whether every label value of `key` is `_overflow` (and it has labels).
+fn is_overflow_key(key: &Key) -> bool {
+    let mut labels = key.labels().peekable();
+    labels.peek().is_some() && labels.all(|l| l.value() == OVERFLOW_VALUE)
+}
+
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     // A panic while holding the lock cannot leave a store half-written (inserts are
     // single calls), so a poisoned lock is still consistent.
@@ -197,6 +311,7 @@ impl Registry {
         Registry {
             constant,
             buckets,
+            limits: SeriesLimits::default(),
             counters: RwLock::default(),
             gauges: RwLock::default(),
             histograms: RwLock::default(),
@@ -204,23 +319,125 @@ impl Registry {
         }
     }
 
+    /// Replaces the series limits (before any series is registered).
+    pub(crate) fn with_series_limits(mut self, limits: SeriesLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The series of `key`: the existing one (a read lock, no allocation), a new
+    /// one while its family is under its limit, else the family's overflow series,
+    /// the redirect counted.
     fn get_or_insert<C: Lines>(
         &self,
         store: &RwLock<Store<C>>,
         key: &Key,
         make: impl FnOnce() -> C,
     ) -> Arc<C> {
-        if let Some(cell) = read(store).by_key.get(key) {
-            return cell.clone();
+        let known = {
+            let store = read(store);
+            match store.by_key.get(key) {
+                Some(cell) => Ok(cell.clone()),
+                // A full family (it has an overflow series) answers under the read
+                // lock too, so a flood of new label sets does not queue every
+                // registration of its kind behind the write lock. (Looked up by the
+                // raw name: a name that needs sanitizing takes the write path.)
+                None => Err(store
+                    .families
+                    .get(key.name())
+                    .and_then(|f| f.overflow.clone())
+                    .filter(|_| !is_overflow_key(key))),
+            }
+        };
+        let overflow = match known {
+            Ok(cell) => return cell,
+            Err(Some(overflow)) => overflow,
+            Err(None) => {
+                let mut store = write(store);
+                if let Some(cell) = store.by_key.get(key) {
+                    return cell.clone();
+                }
+                let name = render::metric_name(key.name());
+                let full = store
+                    .families
+                    .get(&name)
+                    .is_some_and(|f| f.series.len() >= f.limit);
+                // A label set that is all `_overflow` is the overflow series itself
+                // (the guard's, or ours): never redirected, never counted.
+                if !full || is_overflow_key(key) {
+                    return self.insert(&mut store, key.clone(), name, make());
+                }
+                self.overflow_of(&mut store, key, name, make)
+            }
+        };
+        // Outside the store's lock: the overflow counter may live in this store.
+        self.count_overflow(&overflow);
+        overflow.cell.clone()
+    }
+
+    /// The overflow series of `key`'s family (full), created on the first call with
+    /// `key`'s label names.
+    fn overflow_of<C: Lines>(
+        &self,
+        store: &mut Store<C>,
+        key: &Key,
+        name: String,
+        make: impl FnOnce() -> C,
+    ) -> Arc<Overflow<C>> {
+        if let Some(overflow) = store.families.get(&name).and_then(|f| f.overflow.clone()) {
+            return overflow;
         }
-        let mut store = write(store);
-        if let Some(cell) = store.by_key.get(key) {
-            return cell.clone();
+        let labels: Vec<Label> = key
+            .labels()
+            .map(|l| Label::new(l.key().to_owned(), OVERFLOW_VALUE))
+            .collect();
+        let label = match &labels[..] {
+            [one] => one.key().to_owned(),
+            _ => "all".to_owned(),
+        };
+        let overflow_key = Key::from_parts(key.name().to_owned(), labels);
+        let cell = match store.by_key.get(&overflow_key) {
+            Some(cell) => cell.clone(),
+            None => self.insert(store, overflow_key, name.clone(), make()),
+        };
+        let overflow = Arc::new(Overflow {
+            cell,
+            counted: OnceLock::new(),
+            metric: key.name().to_owned(),
+            label,
+        });
+        if let Some(family) = store.families.get_mut(&name) {
+            family.overflow = Some(overflow.clone());
         }
-        let cell = Arc::new(make());
+        overflow
+    }
+
+    /// One more label set redirected to `overflow`'s series.
+    fn count_overflow<C>(&self, overflow: &Overflow<C>) {
+        overflow
+            .counted
+            .get_or_init(|| {
+                let metric = &self.limits.overflow_metric;
+                write(&self.help)
+                    .entry(render::metric_name(metric))
+                    .or_insert_with(|| render::help_text(cardinality::OVERFLOW_HELP));
+                let key = cardinality::overflow_key(
+                    metric.clone(),
+                    overflow.metric.clone(),
+                    overflow.label.clone(),
+                );
+                // Exempt from the limit: never redirected, so this never recurses.
+                self.counter(&key, 1)
+            })
+            .add(1);
+    }
+
+    /// Adds a new series (the caller checked that `key` is not there).
+    fn insert<C: Lines>(&self, store: &mut Store<C>, key: Key, name: String, cell: C) -> Arc<C> {
+        let cell = Arc::new(cell);
         let labels = render::label_text(&self.constant, key.labels().map(|l| (l.key(), l.value())));
-        let name = render::metric_name(key.name());
-        store.by_key.insert(key.clone(), cell.clone());
+        let limit = self.limits.for_key(&key);
+        store.by_key.insert(key, cell.clone());
         store.series += 1;
         store.text_bytes += cell.lines() * (name.len() + labels.len() + 40);
         if !store.families.contains_key(&name) {
@@ -233,7 +450,10 @@ impl Registry {
         } else {
             &labels
         };
-        let family = store.families.entry(name).or_default();
+        let family = store
+            .families
+            .entry(name)
+            .or_insert_with(|| Family::new(limit));
         let start = family.arena.len();
         family.arena.push_str(piece);
         let text = start..family.arena.len();
@@ -493,6 +713,302 @@ mod tests {
         let c2 = r.counter(&k, 4);
         assert!(Arc::ptr_eq(&c1, &c2));
         assert_eq!(r.series_count().counters, 1);
+    }
+
+    fn meta() -> Metadata<'static> {
+        Metadata::new("t", metrics::Level::INFO, None)
+    }
+
+    fn limited(limit: usize, catalog: Option<&crate::catalog::Catalog>) -> ZsRecorder {
+        ZsRecorder {
+            registry: Arc::new(
+                registry().with_series_limits(SeriesLimits::new(limit, catalog, 100, "t")),
+            ),
+        }
+    }
+
+    /// The value rendered on the one line starting with `prefix`.
+    fn sample(text: &str, prefix: &str) -> Option<f64> {
+        let lines: Vec<&str> = text.lines().filter(|l| l.starts_with(prefix)).collect();
+        assert!(lines.len() <= 1, "{prefix}: {lines:?}");
+        lines
+            .first()
+            .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+    }
+
+    fn peer(v: usize) -> Key {
+        Key::from_parts("peers_total", vec![Label::new("peer", v.to_string())])
+    }
+
+    #[test]
+    fn a_full_family_redirects_new_label_sets_to_one_counted_overflow_series() {
+        let rec = limited(3, None);
+        let first: Vec<Counter> = (0..3)
+            .map(|v| rec.register_counter(&peer(v), &meta()))
+            .collect();
+        for v in 0..10 {
+            rec.register_counter(&peer(v), &meta()).increment(1);
+        }
+        // Handles taken before the family filled still write their own series.
+        first[0].increment(100);
+        let counts = rec.registry.series_count();
+        // 3 series, the overflow series, and the overflow counter's one series.
+        assert_eq!(counts.counters, 3 + 1 + 1, "{counts:?}");
+        let text = rec.registry.render();
+        assert_eq!(
+            sample(&text, r#"peers_total{service="svc",peer="0"}"#),
+            Some(101.0)
+        );
+        assert_eq!(
+            sample(&text, r#"peers_total{service="svc",peer="2"}"#),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(&text, r#"peers_total{service="svc",peer="3"}"#),
+            None
+        );
+        assert_eq!(
+            sample(&text, r#"peers_total{service="svc",peer="_overflow"}"#),
+            Some(7.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                r#"t_cardinality_overflow_total{service="svc",metric="peers_total",label="peer"}"#
+            ),
+            Some(7.0)
+        );
+        assert!(
+            text.contains("# HELP t_cardinality_overflow_total Label values"),
+            "{text}"
+        );
+        // A redirected label set is not remembered: memory stays at the limit.
+        assert_eq!(read(&rec.registry.counters).by_key.len(), 5);
+    }
+
+    #[test]
+    fn histograms_and_gauges_have_the_limit_too_and_several_labels_count_as_all() {
+        let rec = limited(2, None);
+        for v in 0..5 {
+            let key = Key::from_parts(
+                "wait_seconds",
+                vec![Label::new("peer", v.to_string()), Label::new("kind", "a")],
+            );
+            rec.register_histogram(&key, &meta()).record(0.5);
+            rec.register_gauge(
+                &Key::from_parts("depth", vec![Label::new("q", v.to_string())]),
+                &meta(),
+            )
+            .increment(1.0);
+        }
+        let counts = rec.registry.series_count();
+        assert_eq!((counts.histograms, counts.gauges), (3, 3), "{counts:?}");
+        let text = rec.registry.render();
+        assert_eq!(
+            sample(
+                &text,
+                r#"wait_seconds_count{service="svc",peer="_overflow",kind="_overflow"}"#
+            ),
+            Some(3.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                r#"wait_seconds_bucket{service="svc",peer="_overflow",kind="_overflow",le="1"}"#
+            ),
+            Some(3.0)
+        );
+        assert_eq!(
+            sample(&text, r#"depth{service="svc",q="_overflow"}"#),
+            Some(3.0)
+        );
+        let overflow = |metric: &str, label: &str| {
+            sample(
+                &text,
+                &format!(
+                    r#"t_cardinality_overflow_total{{service="svc",metric="{metric}",label="{label}"}}"#
+                ),
+            )
+        };
+        assert_eq!(overflow("wait_seconds", "all"), Some(3.0));
+        assert_eq!(overflow("depth", "q"), Some(3.0));
+    }
+
+    #[test]
+    fn the_catalog_bound_takes_precedence_and_the_guards_overflow_series_is_not_counted() {
+        let catalog = crate::catalog::Catalog::parse(
+            r#"
+[[metric]]
+name = "peers_total"
+type = "counter"
+help = "By peer."
+labels = { peer = { cardinality = 4 } }
+
+[[metric]]
+name = "sessions_total"
+type = "counter"
+help = "The catalog does not declare `session`."
+labels = { outcome = ["ok"] }
+
+[[metric]]
+name = "calls_total"
+type = "counter"
+help = "By peer and outcome."
+labels = { peer = { cardinality = 2 }, outcome = ["ok", "error"] }
+"#,
+            "t.toml",
+        )
+        .expect("valid");
+        assert_eq!(cardinality::series_limit_of_bounds([2, 2]), 3 * 3 - 1);
+        assert_eq!(cardinality::series_limit_of_bounds([]), 1);
+        assert_eq!(
+            cardinality::series_limit_of_bounds([usize::MAX, 3]),
+            usize::MAX - 1
+        );
+        let rec = limited(1000, Some(&catalog));
+        for v in 0..10 {
+            rec.register_counter(&peer(v), &meta()).increment(1);
+        }
+        // The guard's own `_overflow` value arriving once the family is full: it is
+        // the overflow series, not a redirect.
+        let guard_overflow =
+            Key::from_parts("peers_total", vec![Label::new("peer", OVERFLOW_VALUE)]);
+        rec.register_counter(&guard_overflow, &meta()).increment(1);
+        // Every combination the guard can let through fits.
+        for p in ["a", "b", OVERFLOW_VALUE] {
+            for o in ["ok", "error", OVERFLOW_VALUE] {
+                let key = Key::from_parts(
+                    "calls_total",
+                    vec![Label::new("peer", p), Label::new("outcome", o)],
+                );
+                rec.register_counter(&key, &meta()).increment(1);
+            }
+        }
+        // A label the catalog does not declare has the default label bound (100
+        // here): (100 + 1) x (1 + 1) - 1 = 201 label sets fit, not the 1 that the
+        // declared `outcome` alone would allow.
+        for v in 0..150 {
+            let key = Key::from_parts(
+                "sessions_total",
+                vec![
+                    Label::new("session", v.to_string()),
+                    Label::new("outcome", "ok"),
+                ],
+            );
+            rec.register_counter(&key, &meta()).increment(1);
+        }
+        // Undeclared metrics get the builder's limit: exactly 1000 fit.
+        for v in 0..1000 {
+            rec.register_counter(
+                &Key::from_parts("other_total", vec![Label::new("x", v.to_string())]),
+                &meta(),
+            )
+            .increment(1);
+        }
+        let text = rec.registry.render();
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.starts_with("peers_total{"))
+                .count(),
+            5
+        );
+        assert_eq!(
+            sample(&text, r#"peers_total{service="svc",peer="_overflow"}"#),
+            Some(7.0)
+        );
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.starts_with("calls_total{"))
+                .count(),
+            9
+        );
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.starts_with("other_total{"))
+                .count(),
+            1000
+        );
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.starts_with("sessions_total{"))
+                .count(),
+            150
+        );
+        let overflow_lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("t_cardinality_overflow_total{"))
+            .collect();
+        assert_eq!(
+            overflow_lines,
+            [r#"t_cardinality_overflow_total{service="svc",metric="peers_total",label="peer"} 6"#]
+        );
+    }
+
+    #[test]
+    fn the_default_limit_is_ten_thousand() {
+        let limits = SeriesLimits::default();
+        assert_eq!(limits.for_key(&peer(0)), 10_000);
+        assert_eq!(
+            limits.for_key(&Key::from_name("zs_observe_cardinality_overflow_total")),
+            usize::MAX
+        );
+    }
+
+    #[test]
+    fn the_overflow_counter_itself_is_never_limited() {
+        let rec = limited(1, None);
+        for m in 0..20 {
+            for v in 0..2 {
+                let key =
+                    Key::from_parts(format!("m{m}_total"), vec![Label::new("x", v.to_string())]);
+                rec.register_counter(&key, &meta()).increment(1);
+            }
+        }
+        let text = rec.registry.render();
+        let overflow_lines = text
+            .lines()
+            .filter(|l| l.starts_with("t_cardinality_overflow_total{"))
+            .count();
+        assert_eq!(overflow_lines, 20);
+    }
+
+    #[test]
+    fn concurrent_registration_keeps_exactly_the_limit() {
+        let rec = limited(64, None);
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let rec = &rec;
+                s.spawn(move || {
+                    for i in 0..500 {
+                        rec.register_counter(&peer(t * 1000 + i), &meta())
+                            .increment(1);
+                    }
+                });
+            }
+        });
+        let text = rec.registry.render();
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("peers_total{"))
+            .count();
+        assert_eq!(series, 64 + 1);
+        let total: f64 = text
+            .lines()
+            .filter(|l| l.starts_with("peers_total{"))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum();
+        assert_eq!(total, 2000.0, "no increment lost");
+        assert_eq!(
+            sample(&text, r#"peers_total{service="svc",peer="_overflow"}"#),
+            Some(2000.0 - 64.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                r#"t_cardinality_overflow_total{service="svc",metric="peers_total",label="peer"}"#
+            ),
+            Some(2000.0 - 64.0)
+        );
     }
 }
 
