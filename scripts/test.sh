@@ -7,10 +7,12 @@ cd "$(dirname "$0")/.."
 
 # Tool -> Debian package. promtool and prometheus come with `prometheus`, amtool and
 # prometheus-alertmanager with `prometheus-alertmanager`; docker-compose validates
-# monitoring/docker-compose.yaml (no Docker daemon needed).
+# monitoring/docker-compose.yaml (no Docker daemon needed); curl is what scripts/soak.sh
+# (run by tests/tests/soak.rs) samples /metrics with.
 missing=()
 for pair in promtool:prometheus prometheus:prometheus amtool:prometheus-alertmanager \
-            prometheus-alertmanager:prometheus-alertmanager docker-compose:docker-compose; do
+            prometheus-alertmanager:prometheus-alertmanager docker-compose:docker-compose \
+            curl:curl; do
   tool=${pair%%:*} package=${pair#*:}
   if ! command -v "$tool" >/dev/null 2>&1; then
     case " ${missing[*]-} " in *" $package "*) ;; *) missing+=("$package") ;; esac

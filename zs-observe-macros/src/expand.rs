@@ -107,23 +107,37 @@ fn expand(args: &Args, func: Func, catalog_file: Option<&str>) -> TokenStream {
         ReturnType::Type(..) => None,
     };
     let ann = ret_ty.as_ref().map(|t| quote!(: #t));
-    let outcome = quote! {{
-        #[allow(unused_imports)]
-        use #p::{OutcomeOfAny as _, OutcomeOfResult as _};
-        (&#ret).__zs_outcome()
-    }};
+    // A function returning `()` or a number, `bool` or `char` can only end `ok`: no
+    // need for the trait probe that tells a `Result` (less for rustc to resolve per
+    // function).
+    let outcome = if returns_plain_value(&item.sig.output) {
+        quote!(::zs_observe::Outcome::Ok)
+    } else {
+        quote! {{
+            #[allow(unused_imports)]
+            use #p::{OutcomeOfAny as _, OutcomeOfResult as _};
+            (&#ret).__zs_outcome()
+        }}
+    };
 
     let block = &mut item.block;
     let new_body = match Func::shape(block, is_async) {
         Shape::Sync => {
             let body = block.clone();
+            // The closure makes `return` and `?` come back here, to be counted; a body
+            // that can do neither runs as it is (one closure type less per function).
+            let body = if may_leave_early(body.to_token_stream()) {
+                quote!((move || #body)())
+            } else {
+                quote!(#body)
+            };
             quote! {
                 #site_static
                 let #guard = #p::Guard::start(&#site, #span, #dynamic);
                 let #ret #ann = {
                     let #entered = #guard.enter();
                     #[allow(clippy::redundant_closure_call)]
-                    (move || #body)()
+                    #body
                 };
                 #events
                 #guard.finish(#outcome);
@@ -202,6 +216,101 @@ fn async_wrap(
         #guard.finish(#outcome);
         #ret
     }
+}
+
+/// Whether a function with this return type always ends `ok` when it returns: none,
+/// `()`, or a primitive number, `bool` or `char`.
+fn returns_plain_value(output: &ReturnType) -> bool {
+    match output {
+        ReturnType::Default => true,
+        ReturnType::Type(_, ty) => match &**ty {
+            syn::Type::Tuple(t) => t.elems.is_empty(),
+            syn::Type::Path(p) if p.qself.is_none() => p.path.get_ident().is_some_and(|i| {
+                matches!(
+                    i.to_string().as_str(),
+                    "bool"
+                        | "char"
+                        | "u8"
+                        | "u16"
+                        | "u32"
+                        | "u64"
+                        | "u128"
+                        | "usize"
+                        | "i8"
+                        | "i16"
+                        | "i32"
+                        | "i64"
+                        | "i128"
+                        | "isize"
+                        | "f32"
+                        | "f64"
+                )
+            }),
+            _ => false,
+        },
+    }
+}
+
+/// Macros known not to expand to `return` (std's and `tracing`'s): a body using only
+/// these, with no `return` and no `?`, cannot leave before its end.
+const NON_RETURNING_MACROS: &[&str] = &[
+    "assert",
+    "assert_eq",
+    "assert_ne",
+    "concat",
+    "debug",
+    "debug_assert",
+    "debug_assert_eq",
+    "debug_assert_ne",
+    "debug_span",
+    "eprint",
+    "eprintln",
+    "error",
+    "error_span",
+    "event",
+    "format",
+    "format_args",
+    "info",
+    "info_span",
+    "line",
+    "matches",
+    "module_path",
+    "panic",
+    "print",
+    "println",
+    "span",
+    "stringify",
+    "todo",
+    "trace",
+    "trace_span",
+    "unimplemented",
+    "unreachable",
+    "vec",
+    "warn",
+    "warn_span",
+    "write",
+    "writeln",
+];
+
+/// Whether the body may leave the function before its end: a `return`, a `?`, or a
+/// macro not known to be free of them, anywhere in it (also in nested closures,
+/// which is merely conservative).
+fn may_leave_early(body: TokenStream) -> bool {
+    use proc_macro2::{Spacing, TokenTree};
+    let tokens: Vec<TokenTree> = body.into_iter().collect();
+    tokens.iter().enumerate().any(|(i, tt)| match tt {
+        TokenTree::Group(g) => may_leave_early(g.stream()),
+        TokenTree::Ident(id) => {
+            id == "return"
+                || (matches!(
+                    tokens.get(i + 1),
+                    Some(TokenTree::Punct(p)) if p.as_char() == '!' && p.spacing() == Spacing::Alone
+                ) && matches!(tokens.get(i + 2), Some(TokenTree::Group(_)))
+                    && !NON_RETURNING_MACROS.iter().any(|m| id == m))
+        }
+        TokenTree::Punct(p) => p.as_char() == '?',
+        TokenTree::Literal(_) => false,
+    })
 }
 
 /// Makes cargo rebuild the crate when the catalog file or the variable that
@@ -493,6 +602,95 @@ mod tests {
             out.contains("async fn fetch"),
             "the function is still emitted: {out}"
         );
+    }
+
+    #[test]
+    fn early_exits_are_found_wherever_they_hide() {
+        for body in [
+            quote!({
+                if x {
+                    return 1;
+                }
+                2
+            }),
+            quote!({
+                let v = parse(s)?;
+                v
+            }),
+            quote!({
+                bail!("no");
+            }),
+            quote!({
+                let f = || {
+                    return 3;
+                };
+                f()
+            }),
+            quote!({ vec![try_it()?] }),
+            quote!({
+                my_macro! { x }
+            }),
+        ] {
+            assert!(may_leave_early(body.clone()), "{body}");
+        }
+        for body in [
+            quote!({ x.wrapping_mul(3) ^ y }),
+            quote!({
+                info!("x = {}", x);
+                if a != b {
+                    1
+                } else {
+                    2
+                }
+            }),
+            quote!({
+                let v = vec![1, 2];
+                assert_eq!(v.len(), 2);
+                format!("{v:?}")
+            }),
+            quote!({ !flag }),
+        ] {
+            assert!(!may_leave_early(body.clone()), "{body}");
+        }
+    }
+
+    #[test]
+    fn plain_return_types_skip_the_outcome_probe() {
+        let plain = |f: TokenStream| {
+            let f: syn::ItemFn = syn::parse2(f).unwrap();
+            returns_plain_value(&f.sig.output)
+        };
+        assert!(plain(quote!(
+            fn f() {}
+        )));
+        assert!(plain(quote!(
+            fn f() -> () {}
+        )));
+        assert!(plain(quote!(
+            fn f() -> u64 {
+                1
+            }
+        )));
+        assert!(!plain(quote!(
+            fn f() -> Result<u64, E> {
+                Ok(1)
+            }
+        )));
+        assert!(!plain(quote!(
+            fn f() -> io::Result<()> {
+                Ok(())
+            }
+        )));
+        assert!(!plain(quote!(
+            fn f() -> Option<u64> {
+                None
+            }
+        )));
+        assert!(!plain(quote!(
+            fn f() -> Outcome {
+                x
+            }
+        )));
     }
 
     #[test]
