@@ -95,11 +95,17 @@ const RESERVED: &[&str] = &[
     "span",
 ];
 
-/// The JSON lines layer.
+/// The log layer: JSON lines, or the human console format rendered from the same
+/// fields. One layer for both, so both understand light spans (`crate::light`), which
+/// are not in the registry: with `tracing-subscriber`'s own formatter every span of
+/// the console format had to be a full registry span (it keeps each span's formatted
+/// fields in the registry), which cost the example node twice what JSON logs cost.
 pub(crate) struct JsonLayer {
     sink: LogSink,
     service: Arc<str>,
     redactor: Redactor,
+    /// `None`: JSON. `Some(ansi)`: the console format, coloured when `ansi`.
+    console: Option<bool>,
 }
 
 impl JsonLayer {
@@ -108,7 +114,74 @@ impl JsonLayer {
             sink,
             service: service.into(),
             redactor,
+            console: None,
         }
+    }
+
+    /// The console format: `<time> <LEVEL> <span>{k=v}:<span>{k=v}: <target>: <message>
+    /// k=v`, as `tracing-subscriber`'s full format lays it out, with control
+    /// characters escaped so that a value cannot forge a line or move the terminal.
+    pub(crate) fn console(
+        sink: LogSink,
+        service: &str,
+        redactor: Redactor,
+        ansi: bool,
+    ) -> JsonLayer {
+        JsonLayer {
+            console: Some(ansi),
+            ..JsonLayer::new(sink, service, redactor)
+        }
+    }
+}
+
+/// Calls `visit` with the name and fields of every span the event is in, outermost
+/// first. Light spans (unsampled `#[instrumented]` calls, see `crate::light`) are not in
+/// the registry: each goes after the registry span entered just before it.
+fn for_each_span<S>(
+    event: &Event<'_>,
+    ctx: &Context<'_, S>,
+    mut visit: impl FnMut(&'static str, &Fields),
+) where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    let mut lights = Vec::new();
+    if event.is_contextual() {
+        crate::light::entered_frames(&mut lights);
+    }
+    let mut placed = vec![false; lights.len()];
+    let mut place =
+        |after: Option<u64>, all: bool, visit: &mut dyn FnMut(&'static str, &Fields)| {
+            for (i, (parent, id)) in lights.iter().enumerate() {
+                if placed[i] || (!all && *parent != after) {
+                    continue;
+                }
+                placed[i] = true;
+                if let Some(frame) = crate::light::frame(id) {
+                    visit(frame.name(), &frame.fields());
+                }
+            }
+        };
+    place(None, false, &mut visit);
+    if let Some(scope) = ctx.event_scope(event) {
+        for span in scope.from_root() {
+            match span.extensions().get::<SpanFields>() {
+                Some(SpanFields(fields)) => visit(span.name(), fields),
+                None => visit(span.name(), &Vec::new()),
+            }
+            place(Some(span.id().into_u64()), false, &mut visit);
+        }
+    }
+    place(None, true, &mut visit);
+}
+
+use crate::light::Fields;
+
+/// A field value as the console shows it: text as it is (control characters escaped),
+/// anything else as JSON.
+fn push_console_value(out: &mut String, value: &Value) {
+    match value {
+        Value::String(text) => out.push_str(&escape_controls(text)),
+        other => out.push_str(&other.to_string()),
     }
 }
 
@@ -254,6 +327,9 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        if let Some(ansi) = self.console {
+            return self.console_event(event, &ctx, ansi);
+        }
         let meta = event.metadata();
         let mut line = Map::new();
         line.insert("timestamp".into(), Value::String(rfc3339_now()));
@@ -274,44 +350,13 @@ where
         }
 
         // Span fields, outermost first so inner spans win; then the event's own.
-        // Light spans (unsampled `#[instrumented]` calls, see `crate::light`) are not
-        // in the registry: each goes after the registry span entered just before it.
-        let mut lights = Vec::new();
-        if event.is_contextual() {
-            crate::light::entered_frames(&mut lights);
-        }
-        let mut placed = vec![false; lights.len()];
         let mut innermost: Option<&'static str> = None;
-        let mut place = |after: Option<u64>,
-                         all: bool,
-                         line: &mut Map<String, Value>,
-                         innermost: &mut Option<&'static str>| {
-            for (i, (parent, id)) in lights.iter().enumerate() {
-                if placed[i] || (!all && *parent != after) {
-                    continue;
-                }
-                placed[i] = true;
-                if let Some(frame) = crate::light::frame(id) {
-                    for (k, v) in frame.fields().iter() {
-                        line.insert(k.to_string(), v.clone());
-                    }
-                    *innermost = Some(frame.name());
-                }
+        for_each_span(event, &ctx, |name, fields| {
+            for (k, v) in fields {
+                line.insert(k.to_string(), v.clone());
             }
-        };
-        place(None, false, &mut line, &mut innermost);
-        if let Some(scope) = ctx.event_scope(event) {
-            for span in scope.from_root() {
-                if let Some(SpanFields(fields)) = span.extensions().get::<SpanFields>() {
-                    for (k, v) in fields {
-                        line.insert(k.to_string(), v.clone());
-                    }
-                }
-                innermost = Some(span.name());
-                place(Some(span.id().into_u64()), false, &mut line, &mut innermost);
-            }
-        }
-        place(None, true, &mut line, &mut innermost);
+            innermost = Some(name);
+        });
         if let Some(name) = innermost {
             line.insert("span".into(), Value::String(name.to_owned()));
         }
@@ -333,38 +378,76 @@ where
     }
 }
 
+impl JsonLayer {
+    fn console_event<S>(&self, event: &Event<'_>, ctx: &Context<'_, S>, ansi: bool)
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let meta = event.metadata();
+        let level = *meta.level();
+        let mut out = rfc3339_now();
+        out.push(' ');
+        let (on, off) = match (ansi, level) {
+            (false, _) => ("", ""),
+            (true, Level::ERROR) => ("\x1b[31m", "\x1b[0m"),
+            (true, Level::WARN) => ("\x1b[33m", "\x1b[0m"),
+            (true, Level::INFO) => ("\x1b[32m", "\x1b[0m"),
+            (true, Level::DEBUG) => ("\x1b[34m", "\x1b[0m"),
+            (true, _) => ("\x1b[35m", "\x1b[0m"),
+        };
+        out.push_str(on);
+        out.push_str(&format!("{:>5}", level.as_str()));
+        out.push_str(off);
+        out.push(' ');
+        let mut any_span = false;
+        for_each_span(event, ctx, |name, fields| {
+            any_span = true;
+            out.push_str(name);
+            if !fields.is_empty() {
+                out.push('{');
+                for (i, (k, v)) in fields.iter().enumerate() {
+                    if i > 0 {
+                        out.push(' ');
+                    }
+                    out.push_str(k);
+                    out.push('=');
+                    push_console_value(&mut out, v);
+                }
+                out.push('}');
+            }
+            out.push(':');
+        });
+        if any_span {
+            out.push(' ');
+        }
+        out.push_str(meta.target());
+        out.push_str(": ");
+        let mut fields: Fields = Vec::new();
+        let mut message = None;
+        event.record(&mut JsonVisitor {
+            fields: &mut fields,
+            redactor: &self.redactor,
+            message: Some(&mut message),
+        });
+        let message = message.unwrap_or_default();
+        out.push_str(&escape_controls(&message));
+        for (i, (k, v)) in fields.iter().enumerate() {
+            if i > 0 || !message.is_empty() {
+                out.push(' ');
+            }
+            out.push_str(k);
+            out.push('=');
+            push_console_value(&mut out, v);
+        }
+        out.push('\n');
+        let mut writer = (self.sink.0)();
+        let _ = writer.write_all(out.as_bytes());
+    }
+}
+
 /// `2026-11-23T10:30:15.123456Z` for the current time.
 pub(crate) fn rfc3339_now() -> String {
     humantime::format_rfc3339_micros(SystemTime::now().max(UNIX_EPOCH)).to_string()
-}
-
-/// A field formatter for the console format that redacts sensitive fields and
-/// secrets written into text, and escapes control characters: a value with a
-/// newline cannot start a forged line, nor an escape sequence rewrite the terminal.
-pub(crate) fn console_fields(
-    redactor: Redactor,
-) -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + Send + Sync + 'static {
-    use tracing_subscriber::field::MakeExt;
-    tracing_subscriber::fmt::format::debug_fn(move |w, field, value| {
-        let name = field.name();
-        if name.starts_with("otel.") {
-            return Ok(());
-        }
-        if name != "message" && redactor.is_sensitive_field(name) {
-            return write!(w, "{name}={REDACTED}");
-        }
-        // `{:?}` of a message is its text; of a `%` field, its Display (raw); of a
-        // string, already quoted and escaped (this adds nothing to it then).
-        let text = format!("{value:?}");
-        let text = redactor.scrub(&text);
-        let text = escape_controls(&text);
-        if name == "message" {
-            w.write_str(&text)
-        } else {
-            write!(w, "{name}={text}")
-        }
-    })
-    .delimited(" ")
 }
 
 /// `\n`, `\r` and other control characters (tab excepted) written as escapes.
@@ -523,11 +606,13 @@ mod tests {
             let buf = buf.clone();
             LogSink::from_fn(move || CaptureWriter(buf.clone()))
         };
-        let subscriber = tracing_subscriber::fmt()
-            .fmt_fields(console_fields(Redactor::new(&[])))
-            .with_writer(sink)
-            .with_ansi(false)
-            .finish();
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let subscriber = tracing_subscriber::registry().with(JsonLayer::console(
+            sink,
+            "unit",
+            Redactor::new(&[]),
+            false,
+        ));
         tracing::subscriber::with_default(subscriber, emit);
         let text = String::from_utf8(buf.lock().unwrap().clone()).unwrap();
         text

@@ -18,7 +18,7 @@ use tracing_core::span::Current;
 use tracing_subscriber::{Layer, Registry};
 
 use crate::filter::Directives;
-use crate::logging::{self, JsonLayer, LogFormat, LogRateLimit, LogSampler, LogSink};
+use crate::logging::{JsonLayer, LogFormat, LogRateLimit, LogSampler, LogSink};
 use crate::otel::TracePipeline;
 use crate::redact::Redactor;
 use crate::InitError;
@@ -152,19 +152,17 @@ pub(crate) fn install(
                 None => (LogSink::stderr(), std::io::stderr().is_terminal()),
             };
             layers.push(
-                tracing_subscriber::fmt::layer()
-                    .fmt_fields(logging::console_fields(redactor))
-                    .with_writer(sink)
-                    .with_ansi(ansi)
+                JsonLayer::console(sink, service, redactor, ansi)
                     .with_filter(filter)
                     .boxed(),
             );
         }
     }
-    // Light spans need every consumer to understand them: the JSON log layer, and
-    // head sampling deciding what the OTel layer sees (or no OTel layer at all).
+    // Light spans need every consumer to understand them: the log layer (both
+    // formats), and head sampling deciding what the OTel layer sees (or no OTel layer
+    // at all).
     let head_ratio = traces.and_then(|t| t.resolved.sampler.head_ratio());
-    let light = plan.format == LogFormat::Json && (traces.is_none() || head_ratio.is_some());
+    let light = traces.is_none() || head_ratio.is_some();
     let subscriber = ZsSubscriber {
         inner: tracing_subscriber::registry().with(layers),
         light: light.then(|| LightSettings {
