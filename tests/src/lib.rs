@@ -71,6 +71,19 @@ fn registry() -> &'static Registry<Key, AtomicStorage> {
     })
 }
 
+/// This process's resident memory in bytes (Linux `/proc/self/statm`), for tests that
+/// show memory stays bounded (each in its own test binary).
+pub fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("Linux /proc");
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .expect("resident field")
+        .parse()
+        .expect("number");
+    pages * 4096
+}
+
 /// Installs the capturing recorder for this process (idempotent). Call it before
 /// the first instrumented call of a test.
 pub fn install_recorder() {

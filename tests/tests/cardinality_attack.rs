@@ -91,17 +91,6 @@ fn login(user: u64) {
     metrics::counter!("attack_logins_total", "user" => user).increment(1);
 }
 
-fn resident_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").expect("Linux /proc");
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .expect("resident field")
-        .parse()
-        .expect("number");
-    pages * 4096
-}
-
 /// Sample lines of `family` (`name{` or `name ` prefixed).
 fn samples<'a>(exposition: &'a str, family: &str) -> Vec<&'a str> {
     exposition
@@ -165,12 +154,12 @@ fn a_million_distinct_label_values_keep_the_bound_count_the_overflow_and_the_mem
     };
     attack(0..WARM_UP);
     let warm = telemetry.render();
-    let before = resident_bytes();
+    let before = zs_observe_tests::resident_bytes();
     let took = attack(WARM_UP..VALUES);
-    let after = resident_bytes();
+    let after = zs_observe_tests::resident_bytes();
     let growth = after.saturating_sub(before);
     let body = telemetry.render();
-    let after_render = resident_bytes();
+    let after_render = zs_observe_tests::resident_bytes();
     let series = telemetry.metrics_handle().series_count();
     eprintln!(
         "cardinality attack: {} distinct values on each path in {took:?} (request, session, \

@@ -15,17 +15,6 @@ use zs_observe::{instrumented, Telemetry};
 )]
 fn call() {}
 
-fn resident_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").expect("Linux /proc");
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .expect("resident field")
-        .parse()
-        .expect("number");
-    pages * 4096
-}
-
 fn count(body: &str, thread_total: u64) -> u64 {
     let line = body
         .lines()
@@ -54,7 +43,7 @@ fn histogram_memory_is_flat_and_every_observation_is_counted() {
         call();
     }
     let started = std::time::Instant::now();
-    let before = resident_bytes();
+    let before = zs_observe_tests::resident_bytes();
     let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let per_thread = OBSERVATIONS / THREADS;
     assert_eq!(per_thread * THREADS, OBSERVATIONS);
@@ -85,13 +74,13 @@ fn histogram_memory_is_flat_and_every_observation_is_counted() {
             "writers did not finish in 2 minutes"
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
-        peak = peak.max(resident_bytes());
+        peak = peak.max(zs_observe_tests::resident_bytes());
         samples += 1;
     }
     for t in threads {
         t.join().expect("no panic");
     }
-    let after = resident_bytes();
+    let after = zs_observe_tests::resident_bytes();
     peak = peak.max(after);
     let growth = peak.saturating_sub(before);
     println!(

@@ -21,17 +21,6 @@ const EXPORT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Each `execute` call ends two spans (`wasm.execute` and the inner `payment.send`).
 const SPANS_PER_CALL: u64 = 2;
 
-fn resident_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").expect("Linux /proc");
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .expect("resident field")
-        .parse()
-        .expect("number");
-    pages * 4096
-}
-
 /// What `n` calls took.
 #[derive(Debug)]
 struct Run {
@@ -161,10 +150,10 @@ fn slow_collector_neither_blocks_calls_nor_grows_memory_nor_loses_count_of_spans
     // Phase 2: 5 s per export, past the timeout: every export fails. Memory is
     // measured from here, after phase 1 warmed the pipeline up.
     collector.set_delay(Duration::from_secs(5));
-    let rss_before = resident_bytes();
+    let rss_before = zs_observe_tests::resident_bytes();
     const PHASE2: u64 = 100_000;
     let run2 = calls(PHASE2);
-    let rss_after = resident_bytes();
+    let rss_after = zs_observe_tests::resident_bytes();
     assert!(
         run2.stalled <= STALLS_ALLOWED,
         "calls waited for the exporter: {run2:?}"

@@ -137,21 +137,7 @@ type LabelSets = HashMap<Box<str>, Arc<LabelSet>>;
 
 impl LabelGuard {
     fn new(namespace: &str, catalog: Option<&Catalog>, default_bound: usize) -> Self {
-        let declared = catalog
-            .map(|c| {
-                c.metrics
-                    .iter()
-                    .map(|m| {
-                        let labels = m
-                            .labels
-                            .iter()
-                            .map(|l| (l.name.clone(), l.values.clone()))
-                            .collect();
-                        (m.name.clone(), labels)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let declared = declared_labels(catalog, LabelValues::clone);
         LabelGuard {
             overflow_metric: overflow_metric_name(namespace).into(),
             default_bound: default_bound.max(1),
@@ -309,6 +295,29 @@ pub(crate) fn overflow_key(
 }
 
 /// How many values the guard lets through for a label the catalog declares.
+/// metric → label → `f` of its declared values, for every metric of `catalog` (empty
+/// without one).
+pub(crate) fn declared_labels<T>(
+    catalog: Option<&Catalog>,
+    f: impl Fn(&LabelValues) -> T,
+) -> HashMap<String, HashMap<String, T>> {
+    let Some(catalog) = catalog else {
+        return HashMap::new();
+    };
+    catalog
+        .metrics
+        .iter()
+        .map(|m| {
+            let labels = m
+                .labels
+                .iter()
+                .map(|l| (l.name.clone(), f(&l.values)))
+                .collect();
+            (m.name.clone(), labels)
+        })
+        .collect()
+}
+
 pub(crate) fn declared_bound(values: &LabelValues) -> usize {
     match values {
         LabelValues::Closed(values) => values.len(),

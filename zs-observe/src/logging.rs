@@ -18,6 +18,7 @@ use tracing::{Event, Level, Metadata, Subscriber};
 use tracing_subscriber::layer::{Context, Filter, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
+use crate::light::Fields;
 use crate::redact::{Redactor, REDACTED};
 
 /// The log line format.
@@ -173,8 +174,6 @@ fn for_each_span<S>(
     }
     place(None, true, &mut visit);
 }
-
-use crate::light::Fields;
 
 /// A field value as the console shows it: text as it is (control characters escaped),
 /// anything else as JSON.

@@ -220,21 +220,7 @@ impl SeriesLimits {
         default_label_bound: usize,
         namespace: &str,
     ) -> Self {
-        let declared = catalog
-            .map(|c| {
-                c.metrics
-                    .iter()
-                    .map(|m| {
-                        let labels = m
-                            .labels
-                            .iter()
-                            .map(|l| (l.name.clone(), cardinality::declared_bound(&l.values)))
-                            .collect();
-                        (m.name.clone(), labels)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let declared = cardinality::declared_labels(catalog, cardinality::declared_bound);
         SeriesLimits {
             default: default.max(1),
             default_label_bound: default_label_bound.max(1),
