@@ -423,6 +423,17 @@ pub const PLANTED_SECRET: &str = "hunter2-planted-secret";
 /// The instrumented functions live in the test binaries (`tests/tests/common/`): a
 /// catalog-checked UI build compiles this library too.
 pub fn export_scenario(protocol: zs_observe::OtlpProtocol, calls: &Calls) {
+    export_scenario_sampled(protocol, calls, zs_observe::TraceSampler::AlwaysOn);
+}
+
+/// [`export_scenario`] under `sampler`, which must keep every root (`AlwaysOn`
+/// through `tracing-opentelemetry`; `ParentBasedAlwaysOn` through head sampling
+/// and the runtime's own bridge).
+pub fn export_scenario_sampled(
+    protocol: zs_observe::OtlpProtocol,
+    calls: &Calls,
+    sampler: zs_observe::TraceSampler,
+) {
     let Calls {
         execute,
         send_payment,
@@ -439,7 +450,7 @@ pub fn export_scenario(protocol: zs_observe::OtlpProtocol, calls: &Calls) {
         .with_resource_attribute("host.name", "test-host")
         .with_otlp_endpoint(receiver.endpoint())
         .with_otlp_protocol(protocol)
-        .with_sampler(zs_observe::TraceSampler::AlwaysOn)
+        .with_sampler(sampler)
         .with_trace_batch(64, Duration::from_millis(50))
         .with_log_sink(logs.sink())
         .install()

@@ -28,7 +28,7 @@ pub(crate) fn recorder_ready() -> bool {
 /// (a read is one instruction, against a `clock_gettime` call for `Instant::now`),
 /// scaled to nanoseconds by a calibration against the monotonic clock done once;
 /// the monotonic clock elsewhere.
-fn clock() -> &'static quanta::Clock {
+pub(crate) fn clock() -> &'static quanta::Clock {
     static CLOCK: OnceLock<quanta::Clock> = OnceLock::new();
     CLOCK.get_or_init(quanta::Clock::new)
 }

@@ -36,6 +36,8 @@ use serde_json::Value;
 use tracing::span::Id;
 use tracing::Metadata;
 
+use crate::otel::bridge::OtelFrame;
+
 /// Span fields as the JSON log layer keeps them.
 pub(crate) type Fields = Vec<(Cow<'static, str>, Value)>;
 
@@ -92,6 +94,8 @@ pub(crate) fn carrier_meta() -> &'static Metadata<'static> {
 pub(crate) struct Frame {
     meta: Option<&'static Metadata<'static>>,
     fields: Mutex<Fields>,
+    /// A sampled call's span data (`crate::otel::bridge`).
+    otel: Mutex<Option<Box<OtelFrame>>>,
     refs: AtomicUsize,
 }
 
@@ -103,6 +107,7 @@ impl sharded_slab::Clear for Frame {
             .get_mut()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
+        *self.otel.get_mut().unwrap_or_else(|e| e.into_inner()) = None;
     }
 }
 
@@ -117,6 +122,11 @@ impl Frame {
 
     pub(crate) fn fields(&self) -> std::sync::MutexGuard<'_, Fields> {
         self.fields.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The span data of a sampled frame (`None` inside: an unsampled one).
+    pub(crate) fn otel(&self) -> std::sync::MutexGuard<'_, Option<Box<OtelFrame>>> {
+        self.otel.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -145,10 +155,14 @@ fn frames() -> &'static FramePool {
 // registry id has, and its frame's key below them.
 const TAG: u64 = 0x1FFF << 38;
 const KEY_MASK: u64 = (1 << 38) - 1;
+/// Set in the id of a sampled frame (above the tag; registry ids are told apart by
+/// the tag alone).
+const SAMPLED: u64 = 1 << 52;
 
-fn encode(key: usize) -> Option<Id> {
+fn encode(key: usize, sampled: bool) -> Option<Id> {
     let key = key as u64;
-    (key <= KEY_MASK).then(|| Id::from_u64((key | TAG) + 1))
+    let flag = if sampled { SAMPLED } else { 0 };
+    (key <= KEY_MASK).then(|| Id::from_u64(((key | TAG) + 1) | flag))
 }
 
 fn decode(id: &Id) -> Option<usize> {
@@ -162,14 +176,21 @@ pub(crate) fn is_light(id: &Id) -> bool {
     id.into_u64().wrapping_sub(1) & TAG == TAG
 }
 
+/// Whether `id` is a sampled light span's (its data goes to the trace bridge).
+#[inline]
+pub(crate) fn is_sampled_light(id: &Id) -> bool {
+    is_light(id) && id.into_u64() & SAMPLED != 0
+}
+
 /// The frame of a light id.
 pub(crate) fn frame(id: &Id) -> Option<sharded_slab::pool::Ref<'static, Frame, LightConfig>> {
     frames().get(decode(id)?)
 }
 
 thread_local! {
-    /// Set by [`begin`] for the next span the subscriber is asked to create.
-    static PENDING: Cell<bool> = const { Cell::new(false) };
+    /// Set by [`begin`] for the next span the subscriber is asked to create:
+    /// [`UNSAMPLED`] or [`SAMPLED_FRAME`] (`0`: an ordinary span).
+    static PENDING: Cell<u8> = const { Cell::new(0) };
     /// Set by the head sampler when the span being entered is sampled.
     static ENTERING_SAMPLED: Cell<bool> = const { Cell::new(false) };
     /// The spans entered on this thread, light and registry ones, innermost last.
@@ -185,17 +206,33 @@ struct Entry {
     duplicate: bool,
 }
 
+/// A light span of an unsampled call.
+pub(crate) const UNSAMPLED: u8 = 1;
+/// A light span of a sampled call, exported through `crate::otel::bridge`.
+pub(crate) const SAMPLED_FRAME: u8 = 2;
+
+/// Whether sampled calls get light frames exported by the bridge.
+static BRIDGE: AtomicBool = AtomicBool::new(false);
+
+pub(crate) fn activate_bridge() {
+    BRIDGE.store(true, Ordering::Release);
+}
+
 /// Builds a light frame and returns its id (`None`: build an ordinary span).
+/// `otel` is the span data of a sampled call.
 pub(crate) fn create(
     meta: &'static Metadata<'static>,
     fill: impl FnOnce(&mut Fields),
+    otel: Option<Box<OtelFrame>>,
 ) -> Option<Id> {
+    let sampled = otel.is_some();
     let key = frames().create_with(|frame| {
         frame.meta = Some(meta);
         *frame.refs.get_mut() = 1;
         fill(frame.fields.get_mut().unwrap_or_else(|e| e.into_inner()));
+        *frame.otel.get_mut().unwrap_or_else(|e| e.into_inner()) = otel;
     })?;
-    match encode(key) {
+    match encode(key, sampled) {
         Some(id) => Some(id),
         None => {
             frames().clear(key);
@@ -218,6 +255,12 @@ pub(crate) fn release(id: &Id) -> bool {
         None => return false,
     };
     if last {
+        if is_sampled_light(id) {
+            let otel = frames().get(key).and_then(|frame| frame.otel().take());
+            if let Some(otel) = otel {
+                otel.finish();
+            }
+        }
         frames().clear(key);
     }
     last
@@ -234,7 +277,7 @@ impl Drop for Scope {
     #[inline]
     fn drop(&mut self) {
         if self.pending {
-            let _ = PENDING.try_with(|p| p.set(false));
+            let _ = PENDING.try_with(|p| p.set(0));
         }
         if let Some(previous) = self.forced {
             crate::otel::head::restore_remote_parent(previous);
@@ -258,31 +301,40 @@ pub fn begin() -> Scope {
         .try_with(|s| s.borrow().iter().rev().find(|e| !e.duplicate).copied())
         .ok()
         .flatten();
-    let light = match innermost {
-        Some(entry) => !entry.sampled,
+    let sampled = match innermost {
+        Some(entry) => entry.sampled,
         None => {
             let sampled = crate::otel::head::roll(ROOT_THRESHOLD.load(Ordering::Relaxed));
             if sampled {
-                // The head sampler must keep the root this roll kept.
+                // The head sampler must keep the root this roll kept (when the span
+                // goes to the registry after all: see `ZsSubscriber::enabled`).
                 scope.forced = Some(crate::otel::head::force_remote_parent(Some(true)));
             }
-            !sampled
+            sampled
         }
     };
-    if light {
-        scope.pending = PENDING.try_with(|p| p.replace(true)).is_ok();
+    let kind = if !sampled {
+        UNSAMPLED
+    } else if BRIDGE.load(Ordering::Relaxed) {
+        SAMPLED_FRAME
+    } else {
+        0
+    };
+    if kind != 0 {
+        scope.pending = PENDING.try_with(|p| p.set(kind)).is_ok();
     }
     scope
 }
 
-/// Whether the next span was asked to be light (consumes the request).
-pub(crate) fn take_pending() -> bool {
-    PENDING.try_with(|p| p.replace(false)).unwrap_or(false)
+/// The kind of light span the next span was asked to be, [`UNSAMPLED`] or
+/// [`SAMPLED_FRAME`] (`0`: none); consumes the request.
+pub(crate) fn take_pending() -> u8 {
+    PENDING.try_with(|p| p.replace(0)).unwrap_or(0)
 }
 
-/// Whether a light span was asked for (without consuming the request).
-pub(crate) fn is_pending() -> bool {
-    PENDING.try_with(Cell::get).unwrap_or(false)
+/// The kind of light span asked for, without consuming the request.
+pub(crate) fn pending() -> u8 {
+    PENDING.try_with(Cell::get).unwrap_or(0)
 }
 
 /// Called by the head sampler's `on_enter`: the span being entered is sampled.
@@ -291,10 +343,13 @@ pub(crate) fn entering_sampled() {
 }
 
 pub(crate) fn push(id: &Id, light: bool) {
-    let sampled = !light
-        && ENTERING_SAMPLED
+    let sampled = if light {
+        is_sampled_light(id)
+    } else {
+        ENTERING_SAMPLED
             .try_with(|c| c.replace(false))
-            .unwrap_or(false);
+            .unwrap_or(false)
+    };
     let raw = id.into_u64();
     let _ = STACK.try_with(|s| {
         let mut stack = s.borrow_mut();
@@ -333,9 +388,57 @@ pub(crate) fn current_light() -> Option<Id> {
         .flatten()
 }
 
-/// Whether the innermost entered span is light (a span created now is not sampled).
-pub(crate) fn inside_light() -> bool {
-    current_light().is_some()
+/// When the innermost entered span is light: whether it is sampled (a span
+/// created now follows it). `None`: it is not light, or nothing is entered.
+pub(crate) fn current_light_sampled() -> Option<bool> {
+    STACK
+        .try_with(|s| {
+            s.borrow()
+                .iter()
+                .rev()
+                .find(|e| !e.duplicate)
+                .filter(|e| e.light)
+                .map(|e| e.sampled)
+        })
+        .ok()
+        .flatten()
+}
+
+thread_local! {
+    /// The contexts attached by the sampled frames entered on this thread.
+    static ATTACHED: RefCell<Vec<(u64, opentelemetry::ContextGuard)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Entering a sampled frame: its context becomes the current one (the parent of
+/// spans created inside, the trace id of log lines) and its timings advance.
+pub(crate) fn enter_sampled(id: &Id) {
+    let Some(frame) = frame(id) else { return };
+    let cx = {
+        let mut otel = frame.otel();
+        let Some(otel) = otel.as_mut() else { return };
+        otel.entered();
+        otel.context().clone()
+    };
+    let guard = cx.attach();
+    let _ = ATTACHED.try_with(|a| a.borrow_mut().push((id.into_u64(), guard)));
+}
+
+pub(crate) fn exit_sampled(id: &Id) {
+    let raw = id.into_u64();
+    let guard = ATTACHED
+        .try_with(|a| {
+            let mut attached = a.borrow_mut();
+            let i = attached.iter().rposition(|(g, _)| *g == raw)?;
+            Some(attached.remove(i))
+        })
+        .ok()
+        .flatten();
+    drop(guard);
+    if let Some(frame) = frame(id) {
+        if let Some(otel) = frame.otel().as_mut() {
+            otel.exited();
+        }
+    }
 }
 
 /// The light frames entered on this thread, innermost last, each with the
@@ -382,11 +485,14 @@ mod tests {
     #[test]
     fn light_ids_round_trip_and_never_look_like_registry_ids() {
         for key in [0usize, 1, 12345, (1 << 38) - 1] {
-            let id = encode(key).expect("a key below 2^38 encodes");
-            assert!(is_light(&id));
-            assert_eq!(decode(&id), Some(key));
+            for sampled in [false, true] {
+                let id = encode(key, sampled).expect("a key below 2^38 encodes");
+                assert!(is_light(&id));
+                assert_eq!(is_sampled_light(&id), sampled);
+                assert_eq!(decode(&id), Some(key));
+            }
         }
-        assert!(encode(1 << 38).is_none());
+        assert!(encode(1 << 38, false).is_none());
         // Registry ids: sharded-slab keys + 1 with a thread index below 4,096.
         for tid in [0u64, 1, 17, 4095] {
             for generation in [0u64, 1, 0x1FFF] {
@@ -400,9 +506,11 @@ mod tests {
 
     #[test]
     fn frames_are_freed_with_their_last_reference() {
-        let id = create(crate::light::carrier_meta(), |f| {
-            f.push(("a".into(), Value::from(1)))
-        })
+        let id = create(
+            crate::light::carrier_meta(),
+            |f| f.push(("a".into(), Value::from(1))),
+            None,
+        )
         .unwrap();
         clone(&id);
         assert!(!release(&id));

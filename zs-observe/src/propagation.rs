@@ -155,7 +155,13 @@ pub fn is_valid_traceparent(value: &str) -> bool {
 pub fn inject_current(headers: &mut HeaderMap) {
     use opentelemetry::trace::TraceContextExt;
     let current = tracing::Span::current();
-    let cx = current.context();
+    // Inside a sampled `#[instrumented]` call, its context is the attached one
+    // (`crate::otel::bridge`); `Span::current()` names a stand-in there.
+    let cx = if crate::light::current_light_sampled() == Some(true) {
+        opentelemetry::Context::current()
+    } else {
+        current.context()
+    };
     if cx.span().span_context().is_valid() {
         TraceContextPropagator::new().inject_context(&cx, &mut HeaderInjector(headers));
     } else if crate::otel::head::is_active() && !current.is_none() {

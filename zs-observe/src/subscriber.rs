@@ -111,6 +111,7 @@ pub(crate) fn install(
     namespace: &str,
 ) -> Result<LevelControl, InitError> {
     let redactor = Redactor::new(&settings.redact);
+    let plan_traces = plan.trace_filter.clone();
     let mut layers: Vec<BoxedLayer> = Vec::new();
     if let Some(traces) = traces {
         layers.push(
@@ -163,10 +164,14 @@ pub(crate) fn install(
     // at all).
     let head_ratio = traces.and_then(|t| t.resolved.sampler.head_ratio());
     let light = traces.is_none() || head_ratio.is_some();
+    // Sampled `#[instrumented]` calls skip `tracing-opentelemetry` (see
+    // `crate::otel::bridge`) under head sampling.
+    let bridge = traces.is_some() && head_ratio.is_some();
     let subscriber = ZsSubscriber {
         inner: tracing_subscriber::registry().with(layers),
         light: light.then(|| LightSettings {
             levels: plan.level.clone(),
+            traces: bridge.then_some(plan_traces),
             redactor: Redactor::new(&settings.redact),
         }),
     };
@@ -174,6 +179,11 @@ pub(crate) fn install(
         .map_err(|_| InitError::SubscriberAlreadyInstalled)?;
     if light {
         create_carrier();
+        if let Some(traces) = traces.filter(|_| bridge) {
+            if crate::otel::bridge::install(traces.processor.clone()) {
+                crate::light::activate_bridge();
+            }
+        }
         crate::light::activate(head_ratio);
     }
     Ok(control)
@@ -200,6 +210,8 @@ fn create_carrier() {
 
 struct LightSettings {
     levels: Directives,
+    /// The OTel layer's own filter, when sampled calls go through the bridge.
+    traces: Option<Directives>,
     redactor: Redactor,
 }
 
@@ -215,15 +227,22 @@ where
     S: Subscriber,
 {
     /// A light span for `attrs` if its call site asked for one and the log level
-    /// allows the span.
+    /// allows the span; for a sampled call, with its span data for the bridge.
     fn new_light(&self, attrs: &Attributes<'_>) -> Option<Id> {
         let settings = self.light.as_ref()?;
-        if !crate::light::take_pending() || !attrs.is_contextual() {
+        let kind = crate::light::take_pending();
+        if kind == 0 || !attrs.is_contextual() {
             return None;
         }
-        crate::light::create(attrs.metadata(), |fields| {
-            crate::logging::record_span_fields(&settings.redactor, fields, |v| attrs.record(v))
-        })
+        let otel = (kind == crate::light::SAMPLED_FRAME)
+            .then(|| crate::otel::bridge::OtelFrame::start(attrs.metadata(), |v| attrs.record(v)));
+        crate::light::create(
+            attrs.metadata(),
+            |fields| {
+                crate::logging::record_span_fields(&settings.redactor, fields, |v| attrs.record(v))
+            },
+            otel,
+        )
     }
 
     /// Rewrites an explicit light parent to a registry one: the registry must
@@ -231,6 +250,26 @@ where
     fn registry_parent(&self, attrs: &Attributes<'_>) -> Option<Option<Id>> {
         let parent = attrs.parent()?;
         crate::light::is_light(parent).then(crate::light::carrier)
+    }
+}
+
+impl LightSettings {
+    /// Whether the light span asked for is enabled, when the levels alone decide
+    /// (cancels the request when it is not); `None`: they do not.
+    fn light_verdict(&self, meta: &Metadata<'_>, pending: u8) -> Option<bool> {
+        // An unsampled call's span: only the log level decides; the per-layer
+        // filters are not asked (nothing of theirs will run).
+        let logged = self.levels.static_verdict(meta)?;
+        if pending == crate::light::SAMPLED_FRAME {
+            // A sampled one is a light frame only when both the log level and the
+            // trace filter keep it; otherwise the layers decide as for any span.
+            let traced = self.traces.as_ref()?.static_verdict(meta)?;
+            return (logged && traced).then_some(true);
+        }
+        if !logged {
+            crate::light::take_pending();
+        }
+        Some(logged)
     }
 }
 
@@ -251,20 +290,16 @@ where
     }
 
     fn enabled(&self, meta: &Metadata<'_>) -> bool {
-        if meta.is_span() && crate::light::is_pending() {
-            if let Some(settings) = &self.light {
-                // An unsampled call's span: only the log level decides; the
-                // per-layer filters are not asked (nothing of theirs will run).
-                match settings.levels.static_verdict(meta) {
-                    Some(enabled) => {
-                        if !enabled {
-                            crate::light::take_pending();
-                        }
+        if meta.is_span() {
+            let pending = crate::light::pending();
+            if pending != 0 {
+                if let Some(settings) = &self.light {
+                    if let Some(enabled) = settings.light_verdict(meta, pending) {
                         return enabled;
                     }
-                    None => {
-                        crate::light::take_pending();
-                    }
+                    // Not decided by the levels alone: an ordinary span, which the
+                    // layers' filters decide.
+                    crate::light::take_pending();
                 }
             }
         }
@@ -309,6 +344,12 @@ where
             crate::logging::record_span_fields(&settings.redactor, &mut fields, |v| {
                 values.record(v)
             });
+            drop(fields);
+            if crate::light::is_sampled_light(&id) {
+                if let Some(otel) = frame.otel().as_mut() {
+                    otel.record(|v| values.record(v));
+                }
+            }
         }
     }
 
@@ -324,13 +365,25 @@ where
 
     fn event(&self, event: &Event<'_>) {
         // Light ids never reach user code (`Span::current()` names the carrier), so
-        // no event has one as its explicit parent.
+        // no event has one as its explicit parent. A contextual event inside a
+        // sampled frame belongs to its span data (the head sampler keeps it from
+        // the OTel layer).
+        if event.is_contextual() && crate::light::current_light_sampled() == Some(true) {
+            if let Some(frame) = crate::light::current_light().and_then(|id| crate::light::frame(&id)) {
+                if let Some(otel) = frame.otel().as_mut() {
+                    otel.event(event);
+                }
+            }
+        }
         self.inner.event(event)
     }
 
     fn enter(&self, span: &Id) {
         if crate::light::is_light(span) {
             crate::light::push(span, true);
+            if crate::light::is_sampled_light(span) {
+                crate::light::enter_sampled(span);
+            }
         } else {
             self.inner.enter(span);
             crate::light::push(span, false);
@@ -340,6 +393,8 @@ where
     fn exit(&self, span: &Id) {
         if !crate::light::is_light(span) {
             self.inner.exit(span);
+        } else if crate::light::is_sampled_light(span) {
+            crate::light::exit_sampled(span);
         }
         crate::light::pop(span);
     }

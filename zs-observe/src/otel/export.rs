@@ -236,6 +236,33 @@ impl SpanProcessor for QueueProcessor {
     }
 }
 
+/// The provider's handle on a [`QueueProcessor`] that the bridge
+/// (`super::bridge`) sends to as well.
+#[derive(Debug)]
+pub(crate) struct SharedProcessor(pub(crate) Arc<QueueProcessor>);
+
+impl SpanProcessor for SharedProcessor {
+    fn on_start(&self, span: &mut Span, cx: &Context) {
+        self.0.on_start(span, cx);
+    }
+
+    fn on_end(&self, span: SpanData) {
+        self.0.on_end(span);
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.0.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.0.send_control(Control::Resource(resource.clone()));
+    }
+}
+
 fn build_exporter(target: &ExportTarget, timeout: Duration) -> Result<SpanExporter, String> {
     let built = match target.protocol {
         OtlpProtocol::Grpc => SpanExporter::builder()

@@ -139,15 +139,24 @@ where
             Some(None) => return self.roll(),
             None => {}
         }
-        if crate::light::inside_light() {
-            // A span opened inside an unsampled call is not sampled either.
-            return false;
+        if let Some(sampled) = crate::light::current_light_sampled() {
+            // A span opened inside an `#[instrumented]` call follows it; inside a
+            // sampled one, its parent is the call's context, attached while it is
+            // entered (`crate::otel::bridge`).
+            return sampled;
         }
         match cx.current_span().id() {
             // `cx` is filtered: the parent is found only if this layer sees it.
             Some(parent) => cx.span(parent).is_some(),
             None => self.roll(),
         }
+    }
+
+    fn event_enabled(&self, event: &tracing::Event<'_>, _cx: &Context<'_, S>) -> bool {
+        // Inside an `#[instrumented]` call's light span, the OTel layer would put the
+        // event on a span outside it: events of sampled calls are recorded by the
+        // bridge, those of unsampled calls nowhere.
+        !(event.is_contextual() && crate::light::current_light_sampled().is_some())
     }
 
     fn on_enter(&self, _id: &tracing::span::Id, _cx: Context<'_, S>) {

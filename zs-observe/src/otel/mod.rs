@@ -2,6 +2,7 @@
 //! overrides, the sampler, the resource, and the OTLP pipeline behind the
 //! `tracing-opentelemetry` layer.
 
+pub(crate) mod bridge;
 mod export;
 pub(crate) mod head;
 
@@ -12,7 +13,7 @@ use opentelemetry::KeyValue;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
 
-pub(crate) use export::{ExportStats, QueueProcessor};
+pub(crate) use export::{ExportStats, QueueProcessor, SharedProcessor};
 
 /// The wire protocol of the OTLP exporter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -281,6 +282,9 @@ pub(crate) struct TracePipeline {
     pub(crate) provider: SdkTracerProvider,
     pub(crate) stats: std::sync::Arc<ExportStats>,
     pub(crate) resolved: ResolvedTraces,
+    /// The processor behind the provider, shared with the bridge (`None`: no
+    /// endpoint).
+    pub(crate) processor: Option<std::sync::Arc<QueueProcessor>>,
 }
 
 impl TracePipeline {
@@ -314,19 +318,22 @@ impl TracePipeline {
                 None => resolved.sampler.to_sdk(),
             })
             .with_resource(resource);
+        let mut shared = None;
         if let Some(target) = &resolved.export {
-            let processor = QueueProcessor::start(
+            let processor = std::sync::Arc::new(QueueProcessor::start(
                 target.clone(),
                 &resolved,
                 stats.clone(),
                 crate::redact::Redactor::new(&settings.redact),
-            )?;
-            builder = builder.with_span_processor(processor);
+            )?);
+            builder = builder.with_span_processor(SharedProcessor(processor.clone()));
+            shared = Some(processor);
         }
         Ok(TracePipeline {
             provider: builder.build(),
             stats,
             resolved,
+            processor: shared,
         })
     }
 
