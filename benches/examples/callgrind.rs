@@ -118,6 +118,10 @@ fn main() {
             let _telemetry = runtime(true, ratio);
             repeat(calls, zs_span_metrics);
         }
+        "zs_span_metrics_never" => {
+            let _telemetry = runtime(true, zs_observe::TraceSampler::ParentBasedAlwaysOff);
+            repeat(calls, zs_span_metrics);
+        }
         "zs_span_metrics_always" => {
             let _telemetry = runtime(true, zs_observe::TraceSampler::ParentBasedAlwaysOn);
             repeat(calls, zs_span_metrics);

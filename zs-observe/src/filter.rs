@@ -13,7 +13,7 @@
 //! per-span bookkeeping.
 
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -48,6 +48,15 @@ impl Parsed {
     }
 }
 
+/// Changes whenever any directives change: verdicts remembered under an older
+/// epoch are stale.
+static EPOCH: AtomicU64 = AtomicU64::new(0);
+
+/// The current epoch of the directives (see [`EPOCH`]).
+pub(crate) fn epoch() -> u64 {
+    EPOCH.load(Ordering::Acquire)
+}
+
 /// Reloadable level directives (`EnvFilter` syntax). Read through an `ArcSwap`:
 /// a read touches no shared cache line for writing, unlike a `RwLock` read.
 #[derive(Clone)]
@@ -80,6 +89,7 @@ impl Directives {
         self.parsed
             .store(Arc::new((parsed, text.trim().to_owned())));
         self.dynamic.store(dynamic, Ordering::Release);
+        EPOCH.fetch_add(1, Ordering::AcqRel);
         tracing::callsite::rebuild_interest_cache();
         Ok(())
     }

@@ -254,8 +254,9 @@ where
 }
 
 impl LightSettings {
-    /// Whether the light span asked for is enabled, when the levels alone decide
-    /// (cancels the request when it is not); `None`: they do not.
+    /// What the levels alone say about the light span asked for: `Some(true)`
+    /// build it, `Some(false)` the span is disabled, `None` build an ordinary span
+    /// and let the layers' filters decide.
     fn light_verdict(&self, meta: &Metadata<'_>, pending: u8) -> Option<bool> {
         // An unsampled call's span: only the log level decides; the per-layer
         // filters are not asked (nothing of theirs will run).
@@ -266,10 +267,70 @@ impl LightSettings {
             let traced = self.traces.as_ref()?.static_verdict(meta)?;
             return (logged && traced).then_some(true);
         }
-        if !logged {
-            crate::light::take_pending();
-        }
         Some(logged)
+    }
+
+    /// [`Self::light_verdict`], remembered per thread by callsite until the
+    /// directives change (a directives lookup is an `ArcSwap` load and a target
+    /// match, ~120 instructions, for every call otherwise).
+    fn cached_light_verdict(&self, meta: &Metadata<'_>, pending: u8) -> Option<bool> {
+        // The callsite's address names it (and its target and level) for the
+        // life of the process.
+        let key = meta.callsite().0 as *const dyn tracing::callsite::Callsite as *const () as usize;
+        let epoch = crate::filter::epoch();
+        let slot = (key >> 4) % VERDICT_SLOTS;
+        let cached = VERDICTS.try_with(|v| {
+            let e = v[slot].get();
+            (e.meta == key && e.epoch == epoch && e.pending == pending).then_some(e.verdict)
+        });
+        let verdict = match cached {
+            Ok(Some(verdict)) => return decode_verdict(verdict),
+            _ => self.light_verdict(meta, pending),
+        };
+        let _ = VERDICTS.try_with(|v| {
+            v[slot].set(Verdict {
+                meta: key,
+                epoch,
+                pending,
+                verdict: match verdict {
+                    None => 0,
+                    Some(false) => 1,
+                    Some(true) => 2,
+                },
+            })
+        });
+        verdict
+    }
+}
+
+const VERDICT_SLOTS: usize = 64;
+
+#[derive(Clone, Copy)]
+struct Verdict {
+    meta: usize,
+    epoch: u64,
+    pending: u8,
+    verdict: u8,
+}
+
+thread_local! {
+    static VERDICTS: [std::cell::Cell<Verdict>; VERDICT_SLOTS] = const {
+        [const {
+            std::cell::Cell::new(Verdict {
+                meta: 0,
+                epoch: u64::MAX,
+                pending: 0,
+                verdict: 0,
+            })
+        }; VERDICT_SLOTS]
+    };
+}
+
+fn decode_verdict(v: u8) -> Option<bool> {
+    match v {
+        1 => Some(false),
+        2 => Some(true),
+        _ => None,
     }
 }
 
@@ -294,12 +355,18 @@ where
             let pending = crate::light::pending();
             if pending != 0 {
                 if let Some(settings) = &self.light {
-                    if let Some(enabled) = settings.light_verdict(meta, pending) {
-                        return enabled;
+                    match settings.cached_light_verdict(meta, pending) {
+                        Some(true) => return true,
+                        Some(false) => {
+                            crate::light::take_pending();
+                            return false;
+                        }
+                        // Not decided by the levels alone: an ordinary span, which
+                        // the layers' filters decide.
+                        None => {
+                            crate::light::take_pending();
+                        }
                     }
-                    // Not decided by the levels alone: an ordinary span, which the
-                    // layers' filters decide.
-                    crate::light::take_pending();
                 }
             }
         }
@@ -369,7 +436,9 @@ where
         // sampled frame belongs to its span data (the head sampler keeps it from
         // the OTel layer).
         if event.is_contextual() && crate::light::current_light_sampled() == Some(true) {
-            if let Some(frame) = crate::light::current_light().and_then(|id| crate::light::frame(&id)) {
+            if let Some(frame) =
+                crate::light::current_light().and_then(|id| crate::light::frame(&id))
+            {
                 if let Some(otel) = frame.otel().as_mut() {
                     otel.event(event);
                 }

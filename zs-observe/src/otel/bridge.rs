@@ -119,7 +119,10 @@ fn nonzero_u64() -> u64 {
 impl OtelFrame {
     /// Starts the span of `meta`, child of the current context; `record` visits
     /// its fields.
-    pub(crate) fn start(meta: &'static Metadata<'static>, record: impl FnOnce(&mut dyn Visit)) -> Box<OtelFrame> {
+    pub(crate) fn start(
+        meta: &'static Metadata<'static>,
+        record: impl FnOnce(&mut dyn Visit),
+    ) -> Box<OtelFrame> {
         let parent = Context::current();
         let (trace_id, parent_span_id, parent_is_remote, trace_state) = {
             let span = parent.span();
@@ -346,6 +349,17 @@ impl Visit for AttributeVisitor<'_> {
 
     fn record_i64(&mut self, field: &Field, value: i64) {
         self.0.push_attribute(KeyValue::new(field.name(), value));
+    }
+
+    // The OTel layer formats a `u64` as a string (through `Debug`); an OTLP integer
+    // is what it is, when it fits (and formatting cost ~700 instructions a field).
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        match i64::try_from(value) {
+            Ok(v) => self.record_i64(field, v),
+            Err(_) => self
+                .0
+                .push_attribute(KeyValue::new(field.name(), value.to_string())),
+        }
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
