@@ -19,6 +19,10 @@ fn setup() -> &'static (Telemetry, CapturedLogs) {
             .with_log_format(zs_observe::LogFormat::Json)
             .with_log_level("info")
             .with_sampler(zs_observe::TraceSampler::ParentBasedAlwaysOff)
+            // The OTel layer keeps an interest in debug spans, so a debug span's
+            // callsite stays "sometimes" at the `info` log level and the light
+            // span's level verdict is asked (and remembered) on every call.
+            .with_trace_filter("debug")
             .install()
             .expect("install");
         (telemetry, logs)
@@ -172,4 +176,46 @@ async fn async_light_spans_follow_their_future_across_threads() {
         // line never mixes one task's span with another's event.
         assert_eq!(l["k"], l["id"], "{l}");
     }
+}
+
+#[zs_observe::instrumented(span = "debug.op", level = "debug", fields(tag = "dbg"))]
+fn debug_level_call(i: u64) -> u64 {
+    tracing::info!(i, "inside a debug span");
+    i
+}
+
+/// The light span's level verdict is remembered per callsite, and forgotten when
+/// the directives change: a debug-level span is off at `info`, on at `debug`, off
+/// again at `info`.
+#[test]
+fn a_level_change_reaches_light_spans_whose_verdict_was_remembered() {
+    let (telemetry, logs) = setup();
+    let span_of = |i: u64| -> Value {
+        let message = "inside a debug span";
+        let found: Vec<Value> = logs
+            .json_lines()
+            .into_iter()
+            .filter(|l| l["message"] == message && l["i"] == i)
+            .collect();
+        assert_eq!(found.len(), 1, "{found:#?}");
+        found[0]["span"].clone()
+    };
+    for i in 0..3 {
+        debug_level_call(i);
+    }
+    assert_eq!(span_of(2), Value::Null);
+    telemetry.set_log_level("debug").unwrap();
+    for i in 10..13 {
+        debug_level_call(i);
+    }
+    assert_eq!(span_of(12), "debug.op");
+    assert_eq!(
+        logs.json_lines().iter().find(|l| l["i"] == 12).unwrap()["tag"],
+        "dbg"
+    );
+    telemetry.set_log_level("info").unwrap();
+    for i in 20..23 {
+        debug_level_call(i);
+    }
+    assert_eq!(span_of(22), Value::Null);
 }

@@ -1,5 +1,5 @@
-//! Light spans: the span of an `#[instrumented]` call that will not be sampled,
-//! kept out of the `tracing-subscriber` registry.
+//! Light spans: the spans of `#[instrumented]` calls (unsampled ones, and sampled ones
+//! exported through the bridge), kept out of the `tracing-subscriber` registry.
 //!
 //! Under head sampling most calls are not traced, yet every span they open went
 //! through the whole registry: a slab slot, per-layer filter bookkeeping, the log
@@ -13,18 +13,21 @@
 //! keeps a small frame: its metadata and its fields, rendered once for the JSON log
 //! layer. Entering it pushes it on a per-thread stack ([`STACK`]); the log layer
 //! reads that stack and places light frames between the registry's spans, so log
-//! lines inside an unsampled call carry the same span fields as before. Traces are
-//! unchanged: light spans are exactly the ones the OTel layer would not have seen.
+//! lines inside an unsampled call carry the same span fields as before.
 //!
 //! What a light span does not do: it has no registry entry, so `Span::current()`
 //! inside it returns a stand-in registry span (the *carrier*, invisible to the OTel
 //! layer) with the light span's metadata; `record` on it reaches the light frame.
 //! OpenTelemetry extension calls on it act on the carrier, which has no trace
-//! context, as an unsampled span never had.
+//! context.
+//!
+//! A *sampled* call's span is a light frame too, carrying its OpenTelemetry data
+//! ([`crate::otel::bridge`]): its id has the [`SAMPLED`] bit, entering it attaches
+//! its OpenTelemetry context, and closing it hands the span to the export queue.
 //!
 //! Light spans are used only where every consumer understands them: the runtime's
-//! own subscriber with the JSON log layer and head sampling (or no tracing). With
-//! console logs, another sampler, or a subscriber of the application's own, call
+//! own subscriber with its log layer (JSON or console) and head sampling (or no
+//! tracing). With another sampler, or a subscriber of the application's own, call
 //! sites build ordinary spans.
 
 use std::borrow::Cow;
