@@ -20,6 +20,11 @@ fn zs_span_metrics_10pct(x: u64) -> u64 {
     black_box(x).wrapping_add(1)
 }
 
+#[inline(never)]
+fn floor(f: &zs_observe_benches::Floor, x: u64) -> u64 {
+    f.call(|| black_box(x).wrapping_add(1))
+}
+
 fn per_call(c: &mut Criterion) {
     let _telemetry = zs_observe::Telemetry::builder()
         .with_service_name("bench")
@@ -27,6 +32,12 @@ fn per_call(c: &mut Criterion) {
         .install()
         .expect("install the runtime");
     let mut group = c.benchmark_group("call/trivial");
+    // The floor again, in this process and just before: the machine's speed moves
+    // between bench binaries, so the span target's ratio is taken against this one.
+    static FLOOR: zs_observe_benches::Floor = zs_observe_benches::Floor::new();
+    group.bench_function("floor_beside_sampled", |b| {
+        b.iter(|| floor(&FLOOR, black_box(7)))
+    });
     group.bench_function("zs_span_metrics_10pct", |b| {
         b.iter(|| zs_span_metrics_10pct(black_box(7)))
     });
