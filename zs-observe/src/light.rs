@@ -300,11 +300,7 @@ pub fn begin() -> Scope {
     if !ACTIVE.load(Ordering::Relaxed) {
         return scope;
     }
-    let innermost = STACK
-        .try_with(|s| s.borrow().iter().rev().find(|e| !e.duplicate).copied())
-        .ok()
-        .flatten();
-    let sampled = match innermost {
+    let sampled = match innermost() {
         Some(entry) => entry.sampled,
         None => {
             let sampled = crate::otel::head::roll(ROOT_THRESHOLD.load(Ordering::Relaxed));
@@ -376,35 +372,30 @@ pub(crate) fn pop(id: &Id) {
     });
 }
 
-/// The innermost entered span if it is light.
-pub(crate) fn current_light() -> Option<Id> {
+/// The innermost entered span (entries re-entered while on the stack skipped).
+fn innermost() -> Option<Entry> {
     STACK
-        .try_with(|s| {
-            s.borrow()
-                .iter()
-                .rev()
-                .find(|e| !e.duplicate)
-                .filter(|e| e.light)
-                .map(|e| Id::from_u64(e.id))
-        })
+        .try_with(|s| s.borrow().iter().rev().find(|e| !e.duplicate).copied())
         .ok()
         .flatten()
+}
+
+/// The innermost entered span if it is light, and whether it is sampled.
+pub(crate) fn innermost_light() -> Option<(Id, bool)> {
+    innermost()
+        .filter(|e| e.light)
+        .map(|e| (Id::from_u64(e.id), e.sampled))
+}
+
+/// The innermost entered span if it is light.
+pub(crate) fn current_light() -> Option<Id> {
+    innermost_light().map(|(id, _)| id)
 }
 
 /// When the innermost entered span is light: whether it is sampled (a span
 /// created now follows it). `None`: it is not light, or nothing is entered.
 pub(crate) fn current_light_sampled() -> Option<bool> {
-    STACK
-        .try_with(|s| {
-            s.borrow()
-                .iter()
-                .rev()
-                .find(|e| !e.duplicate)
-                .filter(|e| e.light)
-                .map(|e| e.sampled)
-        })
-        .ok()
-        .flatten()
+    innermost_light().map(|(_, sampled)| sampled)
 }
 
 thread_local! {

@@ -435,12 +435,12 @@ where
         // no event has one as its explicit parent. A contextual event inside a
         // sampled frame belongs to its span data (the head sampler keeps it from
         // the OTel layer).
-        if event.is_contextual() && crate::light::current_light_sampled() == Some(true) {
-            if let Some(frame) =
-                crate::light::current_light().and_then(|id| crate::light::frame(&id))
-            {
-                if let Some(otel) = frame.otel().as_mut() {
-                    otel.event(event);
+        if event.is_contextual() {
+            if let Some((id, true)) = crate::light::innermost_light() {
+                if let Some(frame) = crate::light::frame(&id) {
+                    if let Some(otel) = frame.otel().as_mut() {
+                        otel.event(event);
+                    }
                 }
             }
         }
