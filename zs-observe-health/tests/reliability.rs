@@ -817,12 +817,19 @@ fn a_check_blocking_its_thread_does_not_block_the_probes() {
         let b = baseline(server.addr).await;
         let answers = storm(server.addr, &["/health/ready", "/health/live"], None).await;
         // One worker of two is blocked: twice the baseline's queueing, with the same
-        // margin of 2 as the other storms.
-        assert_within(
-            &answers,
-            TIMEOUT + WAIT_GRACE + 4 * b,
-            "blocking-check storm",
+        // margin of 2 as the other storms. A probe already queued on the blocked worker
+        // (tokio's LIFO slot is never stolen) waits for the block itself: nothing can
+        // interrupt a blocked thread, so those few may take the block, never more.
+        let bound = TIMEOUT + WAIT_GRACE + 4 * b;
+        let over: Vec<&Answer> = answers.iter().filter(|a| a.latency > bound).collect();
+        assert!(
+            over.len() * 20 <= answers.len(),
+            "blocking-check storm: {} of {} probes over {bound:?}: the other worker did \
+             not keep serving",
+            over.len(),
+            answers.len()
         );
+        assert_within(&answers, block + WAIT_GRACE + 4 * b, "blocking-check storm");
         let mut timed_out = 0;
         for a in &answers {
             match a.path {
