@@ -219,3 +219,32 @@ fn a_level_change_reaches_light_spans_whose_verdict_was_remembered() {
     }
     assert_eq!(span_of(22), Value::Null);
 }
+
+#[zs_observe::instrumented(span = "current.op", fields(seen = tracing::field::Empty))]
+fn takes_the_current_span_often(k: u64) {
+    // `Span::current()` here names the carrier (a registry span that is never
+    // closed): its clones and closes must balance, or a later call would find it
+    // closed.
+    for _ in 0..3 {
+        let current = tracing::Span::current();
+        let _another = current.clone();
+    }
+    tracing::Span::current().record("seen", k);
+    tracing::info!("current taken");
+}
+
+#[test]
+fn the_current_span_of_a_light_span_can_be_taken_and_dropped_again_and_again() {
+    let (_, logs) = setup();
+    for k in 0..3 {
+        takes_the_current_span_often(k);
+    }
+    let seen: Vec<Value> = logs
+        .json_lines()
+        .into_iter()
+        .filter(|l| l["message"] == "current taken")
+        .inspect(|l| assert_eq!(l["span"], "current.op", "{l}"))
+        .map(|l| l["seen"].clone())
+        .collect();
+    assert_eq!(seen, [0, 1, 2].map(Value::from));
+}

@@ -473,6 +473,12 @@ where
             crate::light::clone(span);
             return span.clone();
         }
+        // The carrier is never closed (`create_carrier`): `Span::current()` inside a
+        // light span (a clone, later a close) need not count its references in the
+        // registry.
+        if crate::light::is_carrier_id(span) {
+            return span.clone();
+        }
         self.inner.clone_span(span)
     }
 
@@ -484,6 +490,9 @@ where
     fn try_close(&self, span: Id) -> bool {
         if crate::light::is_light(&span) {
             return crate::light::release(&span);
+        }
+        if crate::light::is_carrier_id(&span) {
+            return false;
         }
         self.inner.try_close(span)
     }

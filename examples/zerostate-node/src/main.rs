@@ -385,6 +385,9 @@ async fn workload(node: Arc<Node>, failure_rate: f64) {
     }
 }
 
+/// The simulation's seed under `--bench-tasks`.
+const BENCH_SEED: u64 = 0x5EED_2026;
+
 /// `--bench-tasks N`: the workload's task path (a round of upkeep, then the task) N times
 /// back to back on this thread, without the 20 ms pacing. Built with and without the
 /// `disabled` feature, it measures what the instrumentation costs a task. Besides the
@@ -503,9 +506,15 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
+    // `--bench-tasks` runs the same simulated network and economy every time, so that
+    // the binaries with and without instrumentation run the same tasks (instruction
+    // counts of the two then differ by the instrumentation alone).
+    let seed = match config.bench_tasks {
+        Some(_) => BENCH_SEED,
+        None => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64),
+    };
     let network = Network::new(NetworkConfig {
         peers: config.peers,
         peer_loss_rate: config.peer_loss_rate,
