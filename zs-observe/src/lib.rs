@@ -23,6 +23,7 @@ mod logging;
 mod otel;
 mod profile;
 pub mod propagation;
+mod raw_fields;
 mod red;
 mod redact;
 mod subscriber;

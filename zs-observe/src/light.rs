@@ -40,6 +40,7 @@ use tracing::span::Id;
 use tracing::Metadata;
 
 use crate::otel::bridge::OtelFrame;
+use crate::raw_fields::RawFields;
 
 /// Span fields as the JSON log layer keeps them.
 pub(crate) type Fields = Vec<(Cow<'static, str>, Value)>;
@@ -109,7 +110,7 @@ pub(crate) struct Frame {
     meta: AtomicPtr<Metadata<'static>>,
     /// Bumped when the slot is freed: ids of earlier spans stop naming it.
     generation: AtomicU32,
-    fields: Mutex<Fields>,
+    fields: Mutex<RawFields>,
     /// A sampled call's span data (`crate::otel::bridge`).
     otel: Mutex<Option<Box<OtelFrame>>>,
     refs: AtomicUsize,
@@ -130,7 +131,7 @@ impl Frame {
         }
     }
 
-    pub(crate) fn fields(&self) -> std::sync::MutexGuard<'_, Fields> {
+    pub(crate) fn fields(&self) -> std::sync::MutexGuard<'_, RawFields> {
         self.fields.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -371,7 +372,7 @@ pub(crate) fn activate_bridge() {
 /// `otel` is the span data of a sampled call.
 pub(crate) fn create(
     meta: &'static Metadata<'static>,
-    fill: impl FnOnce(&mut Fields),
+    fill: impl FnOnce(&mut RawFields),
     otel: Option<Box<OtelFrame>>,
 ) -> Option<Id> {
     let sampled = otel.is_some();
@@ -647,12 +648,7 @@ mod tests {
 
     #[test]
     fn frames_are_freed_with_their_last_reference() {
-        let id = create(
-            crate::light::carrier_meta(),
-            |f| f.push(("a".into(), Value::from(1))),
-            None,
-        )
-        .unwrap();
+        let id = create(crate::light::carrier_meta(), |f| f.set_u64("a", 1), None).unwrap();
         clone(&id);
         assert!(!release(&id));
         assert_eq!(frame(&id).unwrap().fields().len(), 1);
@@ -663,7 +659,7 @@ mod tests {
     #[test]
     fn a_freed_slot_is_reused_under_a_new_id_and_the_old_id_names_nothing() {
         let meta = crate::light::carrier_meta();
-        let first = create(meta, |f| f.push(("a".into(), Value::from(1))), None).unwrap();
+        let first = create(meta, |f| f.set_u64("a", 1), None).unwrap();
         assert!(release(&first));
         let second = create(meta, |_| {}, None).unwrap();
         // The same slot (this thread's free list), a new generation.
@@ -686,12 +682,15 @@ mod tests {
         let meta = crate::light::carrier_meta();
         // More than a chunk's slots, alive at once.
         let ids: Vec<Id> = (0..3000u64)
-            .map(|i| create(meta, |f| f.push(("i".into(), Value::from(i))), None).unwrap())
+            .map(|i| create(meta, |f| f.set_u64("i", i), None).unwrap())
             .collect();
         let distinct: std::collections::HashSet<u64> = ids.iter().map(Id::into_u64).collect();
         assert_eq!(distinct.len(), ids.len());
         for (i, id) in ids.iter().enumerate() {
-            assert_eq!(frame(id).unwrap().fields()[0].1, Value::from(i as u64));
+            assert_eq!(
+                frame(id).unwrap().fields().iter().next(),
+                Some(("i", crate::raw_fields::RawValue::U64(i as u64)))
+            );
         }
         let freed = ids.clone();
         std::thread::spawn(move || {

@@ -19,6 +19,7 @@ use tracing_subscriber::layer::{Context, Filter, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::light::Fields;
+use crate::raw_fields::{RawFields, RawValue};
 use crate::redact::{Redactor, REDACTED};
 
 /// The log line format.
@@ -141,6 +142,7 @@ impl JsonLayer {
 fn for_each_span<S>(
     event: &Event<'_>,
     ctx: &Context<'_, S>,
+    redactor: &Redactor,
     mut visit: impl FnMut(&'static str, &Fields),
 ) where
     S: Subscriber + for<'a> LookupSpan<'a>,
@@ -158,7 +160,9 @@ fn for_each_span<S>(
                 }
                 placed[i] = true;
                 if let Some(frame) = crate::light::frame(id) {
-                    visit(frame.name(), &frame.fields());
+                    let mut fields = Vec::new();
+                    render_raw_fields(redactor, &frame.fields(), &mut fields);
+                    visit(frame.name(), &fields);
                 }
             }
         };
@@ -189,17 +193,32 @@ fn push_console_value(out: &mut String, value: &Value) {
 /// cost a tree node and a `String` key per field, made and freed for every span.
 struct SpanFields(crate::light::Fields);
 
-/// Records span fields the way the JSON layer keeps them (for light spans).
-pub(crate) fn record_span_fields(
-    redactor: &Redactor,
-    fields: &mut crate::light::Fields,
-    record: impl FnOnce(&mut dyn Visit),
-) {
-    record(&mut JsonVisitor {
-        fields,
+/// A light frame's fields (kept as recorded, see `crate::raw_fields`) as the log
+/// layer writes them: what the layer's visitor makes of the same records, with the
+/// same redaction, reserved-name renaming and `otel.`/`log.` fields left out.
+pub(crate) fn render_raw_fields(redactor: &Redactor, raw: &RawFields, out: &mut Fields) {
+    let mut visitor = JsonVisitor {
+        fields: out,
         redactor,
         message: None,
-    });
+    };
+    for (name, value) in raw.iter() {
+        let value = match value {
+            RawValue::U64(v) => Value::from(v),
+            RawValue::I64(v) => Value::from(v),
+            RawValue::F64(v) => f64_value(v),
+            RawValue::Bool(v) => Value::Bool(v),
+            RawValue::Text(text) => Value::String(text.to_owned()),
+        };
+        visitor.put_named(name, value);
+    }
+}
+
+/// A float as JSON: a number, or its text where JSON has none (NaN, infinities).
+fn f64_value(value: f64) -> Value {
+    serde_json::Number::from_f64(value)
+        .map(Value::Number)
+        .unwrap_or_else(|| Value::String(value.to_string()))
 }
 
 /// Where a visitor puts the fields it reads.
@@ -230,7 +249,10 @@ struct JsonVisitor<'a, F: FieldSink> {
 
 impl<F: FieldSink> JsonVisitor<'_, F> {
     fn put(&mut self, field: &Field, value: Value) {
-        let name = field.name();
+        self.put_named(field.name(), value);
+    }
+
+    fn put_named(&mut self, name: &'static str, value: Value) {
         if name.starts_with("otel.") || name.starts_with("log.") {
             return; // instructions to the OTel layer and tracing-log metadata
         }
@@ -273,10 +295,7 @@ impl<F: FieldSink> JsonVisitor<'_, F> {
 
 impl<F: FieldSink> Visit for JsonVisitor<'_, F> {
     fn record_f64(&mut self, field: &Field, value: f64) {
-        let v = serde_json::Number::from_f64(value)
-            .map(Value::Number)
-            .unwrap_or_else(|| Value::String(value.to_string()));
-        self.put(field, v);
+        self.put(field, f64_value(value));
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
         self.put(field, Value::from(value));
@@ -350,7 +369,7 @@ where
 
         // Span fields, outermost first so inner spans win; then the event's own.
         let mut innermost: Option<&'static str> = None;
-        for_each_span(event, &ctx, |name, fields| {
+        for_each_span(event, &ctx, &self.redactor, |name, fields| {
             for (k, v) in fields {
                 line.insert(k.to_string(), v.clone());
             }
@@ -399,7 +418,7 @@ impl JsonLayer {
         out.push_str(off);
         out.push(' ');
         let mut any_span = false;
-        for_each_span(event, ctx, |name, fields| {
+        for_each_span(event, ctx, &self.redactor, |name, fields| {
             any_span = true;
             out.push_str(name);
             if !fields.is_empty() {
@@ -596,6 +615,65 @@ mod tests {
         assert_eq!(t.len(), "2026-11-23T10:30:15.123456Z".len(), "{t}");
         assert!(t.ends_with('Z') && t.as_bytes()[10] == b'T', "{t}");
         assert!(humantime::parse_rfc3339(&t).is_ok(), "{t}");
+    }
+
+    /// The fields of one span with every kind of value, recorded twice: straight into
+    /// the layer's visitor (registry spans) and kept raw then rendered (light frames).
+    #[test]
+    fn raw_fields_render_as_the_layer_records_them() {
+        use tracing::field::Value as _;
+        static CS: tracing::callsite::DefaultCallsite =
+            tracing::callsite::DefaultCallsite::new(&META);
+        static META: Metadata<'static> = tracing::metadata! {
+            name: "s",
+            target: "unit",
+            level: Level::INFO,
+            fields: &["n", "neg", "ratio", "nan", "ok", "text", "shown", "password",
+                      "level", "otel.kind", "later"],
+            callsite: &CS,
+            kind: tracing::metadata::Kind::SPAN,
+        };
+        let redactor = Redactor::new(&[]);
+        let f = |name: &str| META.fields().field(name).unwrap();
+        let record = |v: &mut dyn Visit| {
+            7u64.record(&f("n"), v);
+            (-3i64).record(&f("neg"), v);
+            0.25f64.record(&f("ratio"), v);
+            f64::NAN.record(&f("nan"), v);
+            true.record(&f("ok"), v);
+            "line\nwith password=hunter2".record(&f("text"), v);
+            tracing::field::display("peer-07").record(&f("shown"), v);
+            "hunter2".record(&f("password"), v);
+            "warn".record(&f("level"), v);
+            "server".record(&f("otel.kind"), v);
+            "first".record(&f("later"), v);
+            "second".record(&f("later"), v);
+        };
+        let mut direct: Fields = Vec::new();
+        record(&mut JsonVisitor {
+            fields: &mut direct,
+            redactor: &redactor,
+            message: None,
+        });
+        let mut raw = RawFields::default();
+        record(&mut raw);
+        let mut rendered: Fields = Vec::new();
+        render_raw_fields(&redactor, &raw, &mut rendered);
+        assert_eq!(rendered, direct);
+        let get = |k: &str| {
+            rendered
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(get("password"), Some(Value::String(REDACTED.to_owned())));
+        assert_eq!(get("field.level"), Some(Value::from("warn")));
+        assert_eq!(get("level"), None);
+        assert_eq!(get("otel.kind"), None);
+        assert_eq!(get("later"), Some(Value::from("second")));
+        assert_eq!(get("nan"), Some(Value::from("NaN")));
+        let text = get("text").unwrap();
+        assert!(!text.as_str().unwrap().contains("hunter2"), "{text}");
     }
 
     /// The console format as `subscriber.rs` builds it, writing into a buffer.

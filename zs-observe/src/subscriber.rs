@@ -10,6 +10,7 @@ use std::any::TypeId;
 use tracing_subscriber::filter::FilterExt;
 use tracing_subscriber::layer::SubscriberExt;
 
+use tracing::field::{Field, Visit};
 use tracing::level_filters::LevelFilter;
 use tracing::span::{Attributes, Id, Record};
 use tracing::subscriber::Interest;
@@ -20,8 +21,10 @@ use tracing_subscriber::{Layer, Registry};
 use crate::filter::Directives;
 use crate::logging::{JsonLayer, LogFormat, LogRateLimit, LogSampler, LogSink};
 use crate::otel::TracePipeline;
+use crate::raw_fields::RawFields;
 use crate::redact::Redactor;
 use crate::InitError;
+use std::sync::MutexGuard;
 
 /// Log settings gathered by the builder.
 #[derive(Clone, Debug)]
@@ -172,7 +175,6 @@ pub(crate) fn install(
         light: light.then(|| LightSettings {
             levels: plan.level.clone(),
             traces: bridge.then_some(plan_traces),
-            redactor: Redactor::new(&settings.redact),
         }),
     };
     tracing::subscriber::set_global_default(subscriber)
@@ -212,7 +214,6 @@ struct LightSettings {
     levels: Directives,
     /// The OTel layer's own filter, when sampled calls go through the bridge.
     traces: Option<Directives>,
-    redactor: Redactor,
 }
 
 /// The runtime's subscriber: the registry and its layers, plus light spans for
@@ -229,20 +230,14 @@ where
     /// A light span for `attrs` if its call site asked for one and the log level
     /// allows the span; for a sampled call, with its span data for the bridge.
     fn new_light(&self, attrs: &Attributes<'_>) -> Option<Id> {
-        let settings = self.light.as_ref()?;
+        self.light.as_ref()?;
         let kind = crate::light::take_pending();
         if kind == 0 || !attrs.is_contextual() {
             return None;
         }
         let otel = (kind == crate::light::SAMPLED_FRAME)
             .then(|| crate::otel::bridge::OtelFrame::start(attrs.metadata(), |v| attrs.record(v)));
-        crate::light::create(
-            attrs.metadata(),
-            |fields| {
-                crate::logging::record_span_fields(&settings.redactor, fields, |v| attrs.record(v))
-            },
-            otel,
-        )
+        crate::light::create(attrs.metadata(), |fields| attrs.record(fields), otel)
     }
 
     /// Rewrites an explicit light parent to a registry one: the registry must
@@ -391,28 +386,29 @@ where
     }
 
     fn record(&self, span: &Id, values: &Record<'_>) {
+        if self.light.is_none() {
+            return self.inner.record(span, values);
+        }
         let target = if crate::light::is_light(span) {
-            Some(span.clone())
-        } else if crate::light::carrier().as_ref() == Some(span) {
+            let Some(frame) = crate::light::frame(span) else {
+                return;
+            };
+            values.record(&mut *frame.fields());
+            span.clone()
+        } else if crate::light::is_carrier_id(span) {
             // `Span::current()` inside a light span names the carrier with the
             // light span's metadata: the values belong to that light span.
-            match first_callsite(values) {
-                Some(cs) => crate::light::entered_frame_of(&cs),
-                None => None,
+            let mut visitor = CarrierRecord::default();
+            values.record(&mut visitor);
+            match visitor.target {
+                Some((id, _)) => id,
+                None => return,
             }
         } else {
             return self.inner.record(span, values);
         };
-        let (Some(id), Some(settings)) = (target, &self.light) else {
-            return;
-        };
-        if let Some(frame) = crate::light::frame(&id) {
-            let mut fields = frame.fields();
-            crate::logging::record_span_fields(&settings.redactor, &mut fields, |v| {
-                values.record(v)
-            });
-            drop(fields);
-            if crate::light::is_sampled_light(&id) {
+        if crate::light::is_sampled_light(&target) {
+            if let Some(frame) = crate::light::frame(&target) {
                 if let Some(otel) = frame.otel().as_mut() {
                     otel.record(|v| values.record(v));
                 }
@@ -520,19 +516,62 @@ where
     }
 }
 
-/// The callsite of the first field in `values` (all of a record's fields share one).
-fn first_callsite(values: &Record<'_>) -> Option<tracing::callsite::Identifier> {
-    struct First(Option<tracing::callsite::Identifier>);
-    impl tracing::field::Visit for First {
-        fn record_debug(&mut self, field: &tracing::field::Field, _: &dyn std::fmt::Debug) {
-            if self.0.is_none() {
-                self.0 = Some(field.callsite());
-            }
+/// Records made through the carrier (see `ZsSubscriber::record`), in one pass: the
+/// first field's callsite names the entered light frame they belong to, whose
+/// fields stay locked for the rest of the record.
+#[derive(Default)]
+struct CarrierRecord {
+    looked_up: bool,
+    target: Option<(Id, MutexGuard<'static, RawFields>)>,
+}
+
+impl CarrierRecord {
+    fn fields(&mut self, field: &Field) -> Option<&mut RawFields> {
+        if !self.looked_up {
+            self.looked_up = true;
+            self.target = crate::light::entered_frame_of(&field.callsite())
+                .and_then(|id| crate::light::frame(&id).map(|frame| (id, frame.fields())));
+        }
+        self.target.as_mut().map(|(_, fields)| &mut **fields)
+    }
+}
+
+impl Visit for CarrierRecord {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        if let Some(f) = self.fields(field) {
+            f.record_f64(field, value);
         }
     }
-    let mut first = First(None);
-    values.record(&mut first);
-    first.0
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        if let Some(f) = self.fields(field) {
+            f.record_i64(field, value);
+        }
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if let Some(f) = self.fields(field) {
+            f.record_u64(field, value);
+        }
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        if let Some(f) = self.fields(field) {
+            f.record_bool(field, value);
+        }
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if let Some(f) = self.fields(field) {
+            f.record_str(field, value);
+        }
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        if let Some(f) = self.fields(field) {
+            f.record_error(field, value);
+        }
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if let Some(f) = self.fields(field) {
+            f.record_debug(field, value);
+        }
+    }
 }
 
 /// `GET /log-level` and `PUT /log-level`.
