@@ -248,3 +248,88 @@ fn the_current_span_of_a_light_span_can_be_taken_and_dropped_again_and_again() {
         .collect();
     assert_eq!(seen, [0, 1, 2].map(Value::from));
 }
+
+/// Counts the evaluations of [`evaluated_field`]'s field.
+static FIELD_EVALUATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn counted(v: u64) -> u64 {
+    FIELD_EVALUATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    v
+}
+
+#[zs_observe::instrumented(span = "debug.counted", level = "debug", fields(c = counted(i)))]
+fn evaluated_field(i: u64) -> u64 {
+    i
+}
+
+/// An unsampled call's span is built by the call site itself once the level allows
+/// it: a span the level disables evaluates none of its fields.
+#[test]
+fn a_span_the_level_disables_evaluates_none_of_its_fields() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let (telemetry, _) = setup();
+    for i in 0..5 {
+        assert_eq!(evaluated_field(i), i);
+    }
+    assert_eq!(FIELD_EVALUATIONS.load(Relaxed), 0, "disabled at `info`");
+    telemetry.set_log_level("debug").unwrap();
+    for i in 0..5 {
+        evaluated_field(i);
+    }
+    assert_eq!(
+        FIELD_EVALUATIONS.load(Relaxed),
+        5,
+        "once per call at `debug`"
+    );
+    telemetry.set_log_level("info").unwrap();
+}
+
+/// What a subscriber set for a scope sees of the spans it creates.
+#[derive(Clone, Default)]
+struct SeenSpans(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for SeenSpans {
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        _: &tracing::span::Id,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        struct Fields(String);
+        impl tracing::field::Visit for Fields {
+            fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                self.0.push_str(&format!(" {}={v:?}", f.name()));
+            }
+        }
+        let mut fields = Fields(attrs.metadata().name().to_owned());
+        attrs.record(&mut fields);
+        self.0.lock().unwrap().push(fields.0);
+    }
+}
+
+/// Under a subscriber an application (or a test) sets for a scope, call sites build
+/// ordinary spans that reach it, with their fields: the shortcut past the dispatcher
+/// is taken only while the runtime's subscriber is the current one.
+#[test]
+fn a_scoped_subscriber_gets_ordinary_spans_with_their_fields() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let (_, logs) = setup();
+    let seen = SeenSpans::default();
+    let scoped = tracing_subscriber::registry().with(seen.clone());
+    tracing::subscriber::with_default(scoped, || {
+        assert_eq!(outer(1), 20);
+    });
+    let spans = seen.0.lock().unwrap().clone();
+    assert!(
+        spans.contains(&"outer.op n=1 job=\"j1\" password=\"hunter2\"".to_owned()),
+        "{spans:#?}"
+    );
+    assert!(spans.contains(&"inner.op m=2".to_owned()), "{spans:#?}");
+    assert!(
+        logs.json_lines().is_empty(),
+        "nothing reached the runtime's log layer"
+    );
+    // Back under the runtime's subscriber: light spans again.
+    assert_eq!(outer(1), 20);
+    assert_eq!(line(logs, "in outer")["span"], "outer.op");
+}

@@ -439,16 +439,24 @@ fn callsite_static(
 }
 
 /// The span, with the parameters and `fields(...)` as fields (`tracing::instrument` rules).
+///
+/// The callsite and metadata are statics, as `tracing::span!` makes them; the values
+/// are listed in a closure that `CallSpan::start` calls only for an enabled span, after
+/// the sampling decision (an unsampled call's span is a light frame built without the
+/// dispatcher: `zs_observe::call_span`).
 fn span_expr(args: &Args, func: &Func, target: &TokenStream, level: Level) -> TokenStream {
     let p = private();
     let name = match &args.span {
-        Some(SpanArg::Off) => return quote!(#p::tracing::Span::none()),
+        Some(SpanArg::Off) => return quote!(#p::CallSpan::none()),
         Some(SpanArg::Named(name)) => name.value(),
         None => func.name().to_string(),
     };
     let lvl = level_tokens(level);
     let user_fields: Vec<String> = args.fields.iter().map(|f| f.name_string()).collect();
-    let mut fields: Vec<TokenStream> = Vec::new();
+    let some = quote!(::core::option::Option::Some);
+    let dyn_value = quote!(&dyn #p::tracing::Value);
+    let mut names: Vec<String> = Vec::new();
+    let mut values: Vec<TokenStream> = Vec::new();
     if args.skip_all.is_none() {
         for param in &func.params {
             let ident = &param.ident;
@@ -458,33 +466,51 @@ fn span_expr(args: &Args, func: &Func, target: &TokenStream, level: Level) -> To
             }
             let is_value = param.ty.as_ref().is_some_and(ast::is_value_type);
             // Spanned on the parameter: a parameter that is not `Debug` is blamed there.
-            fields.push(if is_value {
-                quote_spanned!(ident.span()=> #ident = #ident)
+            values.push(if is_value {
+                quote_spanned!(ident.span()=> #some(&#ident as #dyn_value))
             } else {
-                quote_spanned!(ident.span()=> #ident = #p::tracing::field::debug(&#ident))
+                quote_spanned!(ident.span()=> #some(&#p::tracing::field::debug(&#ident) as #dyn_value))
             });
+            names.push(name);
         }
     }
     for field in &args.fields {
-        let name = &field.name;
-        fields.push(match &field.value {
-            None => quote!(#name = #p::tracing::field::Empty),
-            Some((Some(FieldKind::Display), expr)) => quote!(#name = %#expr),
-            Some((Some(FieldKind::Debug), expr)) => quote!(#name = ?#expr),
-            Some((None, expr)) => quote!(#name = #expr),
+        names.push(field.name_string());
+        values.push(match &field.value {
+            None => quote!(#some(&#p::tracing::field::Empty as #dyn_value)),
+            Some((Some(FieldKind::Display), expr)) => {
+                quote!(#some(&#p::tracing::field::display(&#expr) as #dyn_value))
+            }
+            Some((Some(FieldKind::Debug), expr)) => {
+                quote!(#some(&#p::tracing::field::debug(&#expr) as #dyn_value))
+            }
+            Some((None, expr)) => quote!(#some(&(#expr) as #dyn_value)),
         });
     }
     if args.err.is_some() {
         // Filled in on `Err`: the OTel layer turns them into the span's error status.
-        fields.push(quote!(otel.status_code = #p::tracing::field::Empty));
-        fields.push(quote!(otel.status_description = #p::tracing::field::Empty));
+        for name in ["otel.status_code", "otel.status_description"] {
+            names.push(name.to_owned());
+            values.push(quote!(#some(&#p::tracing::field::Empty as #dyn_value)));
+        }
     }
-    // Decides sampling before the span is built: an unsampled call's span is a
-    // light one (`zs_observe::light`), restored to normal once the span exists.
-    let scope = Ident::new("__zs_light", Span::mixed_site());
+    let callsite = Ident::new("__ZS_SPAN", Span::mixed_site());
+    let meta = Ident::new("__ZS_SPAN_META", Span::mixed_site());
+    let builder = Ident::new("__zs_span", Span::mixed_site());
     quote!({
-        let #scope = #p::light_begin();
-        #p::tracing::span!(target: #target, #lvl, #name #(, #fields)*)
+        static #callsite: #p::tracing::callsite::DefaultCallsite =
+            #p::tracing::callsite::DefaultCallsite::new(&#meta);
+        static #meta: #p::tracing::Metadata<'static> = #p::tracing::metadata! {
+            name: #name,
+            target: #target,
+            level: #lvl,
+            fields: &[#(#names),*],
+            callsite: &#callsite,
+            kind: #p::tracing::metadata::Kind::SPAN,
+        };
+        #p::CallSpan::start(&#callsite, |#builder: &mut #p::SpanBuilder| {
+            #builder.build([#(#values),*])
+        })
     })
 }
 
@@ -539,10 +565,7 @@ fn result_events(
         };
         out.extend(quote! {
             if let ::core::result::Result::Err(#err_var) = &#ret {
-                #guard.span().record("otel.status_code", "ERROR");
-                #guard
-                    .span()
-                    .record("otel.status_description", #describe);
+                #guard.record_error(#describe);
                 let #entered = #guard.enter();
                 #p::tracing::event!(target: #target, #lvl, #field);
             }

@@ -5,10 +5,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata};
-use tracing::Span;
-
+use crate::call_span::{CallSpan, Entered};
 use crate::exposition::{self, CounterCell, GaugeCell, HistogramCell};
+use metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata};
 
 /// Set once a global recorder is installed through this crate. Until then call
 /// sites do not cache handles: a handle taken from the no-op recorder would stay
@@ -299,7 +298,7 @@ impl CallSite {
 pub struct Guard {
     site: &'static CallSite,
     handles: Option<&'static Handles>,
-    span: Span,
+    span: CallSpan,
     /// Raw clock reading at the start (see [`clock`]).
     start: Option<u64>,
     dynamic: Option<Vec<Label>>,
@@ -310,7 +309,7 @@ pub struct Guard {
 impl Guard {
     /// Starts a call: takes the time and raises the in-flight gauge.
     #[inline]
-    pub fn start(site: &'static CallSite, span: Span, dynamic: Option<Vec<Label>>) -> Guard {
+    pub fn start(site: &'static CallSite, span: CallSpan, dynamic: Option<Vec<Label>>) -> Guard {
         let handles = site.handles();
         let mut in_flight = None;
         if site.in_flight.is_some() {
@@ -344,14 +343,13 @@ impl Guard {
 
     /// Enters the call's span.
     #[inline]
-    pub fn enter(&self) -> tracing::span::Entered<'_> {
+    pub fn enter(&self) -> Entered<'_> {
         self.span.enter()
     }
 
-    /// The call's span (to record the error status on `Err`).
-    #[inline]
-    pub fn span(&self) -> &Span {
-        &self.span
+    /// Marks the call's span failed (on `Err`), with the error as its description.
+    pub fn record_error<V: tracing::Value>(&self, description: V) {
+        self.span.record_error(description);
     }
 
     /// Ends the call with a known outcome (the drop records it).

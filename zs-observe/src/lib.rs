@@ -12,6 +12,7 @@
 //! - [`set_global_recorder`]: install any other `metrics` recorder so that
 //!   call sites cache their handles for it.
 
+mod call_span;
 mod callsite;
 pub mod cardinality;
 pub mod coverage;
@@ -83,9 +84,9 @@ where
 /// Used by the code `#[instrumented]` generates. Not public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::call_span::{Builder as SpanBuilder, CallSpan};
     pub use crate::callsite::{CallSite, Completion, Guard, OutcomeOfAny, OutcomeOfResult};
     pub use crate::coverage::Registration;
-    pub use crate::light::{begin as light_begin, Scope as LightScope};
     pub use inventory;
     pub use metrics::Label;
     pub use tracing;

@@ -7,11 +7,14 @@
 //! at ~4,000 instructions per call, twenty times the metrics it carried.
 //!
 //! Here the decision is taken at the call site, before the span is built
-//! ([`begin`]): when the current context is not sampled (the innermost entered span
+//! ([`begin_call`]): when the current context is not sampled (the innermost entered span
 //! is an unsampled one) or a new root loses the sampling roll, the span becomes a
-//! *light* span. [`crate::subscriber::ZsSubscriber`] gives it an id of its own and
-//! keeps a small frame: its metadata and its fields, rendered once for the JSON log
-//! layer. Entering it pushes it on a per-thread stack ([`STACK`]); the log layer
+//! *light* span: a small frame with an id of its own, holding its metadata and its
+//! fields as recorded (rendered for the JSON log layer only if a line is written
+//! inside it). The call site builds it itself, without the dispatcher
+//! (`crate::call_span`), when the log level alone decides the span; otherwise
+//! [`crate::subscriber::ZsSubscriber`] builds it when asked for the span. Entering
+//! it pushes it on a per-thread stack ([`STACK`]); the log layer
 //! reads that stack and places light frames between the registry's spans, so log
 //! lines inside an unsampled call carry the same span fields as before.
 //!
@@ -141,9 +144,12 @@ impl Frame {
     }
 
     /// Empties a slot whose last reference is gone (keeps the fields' capacity).
-    fn clear(&self) {
+    /// Only a sampled frame has span data to drop.
+    fn clear(&self, sampled: bool) {
         self.fields().clear();
-        *self.otel() = None;
+        if sampled {
+            *self.otel() = None;
+        }
         self.meta.store(std::ptr::null_mut(), Ordering::Release);
         self.generation.fetch_add(1, Ordering::Release);
     }
@@ -338,7 +344,7 @@ pub(crate) fn frame(id: &Id) -> Option<&'static Frame> {
 }
 
 thread_local! {
-    /// Set by [`begin`] for the next span the subscriber is asked to create:
+    /// Set by [`begin_call`] for the next span the subscriber is asked to create:
     /// [`UNSAMPLED`] or [`SAMPLED_FRAME`] (`0`: an ordinary span).
     static PENDING: Cell<u8> = const { Cell::new(0) };
     /// Set by the head sampler when the span being entered is sampled.
@@ -369,7 +375,8 @@ pub(crate) fn activate_bridge() {
 }
 
 /// Builds a light frame and returns its id (`None`: build an ordinary span).
-/// `otel` is the span data of a sampled call.
+/// `fill` records the values the span starts with into its (empty) fields; `otel`
+/// is the span data of a sampled call.
 pub(crate) fn create(
     meta: &'static Metadata<'static>,
     fill: impl FnOnce(&mut RawFields),
@@ -406,20 +413,20 @@ pub(crate) fn release(id: &Id) -> bool {
     if frame.refs.fetch_sub(1, Ordering::AcqRel) != 1 {
         return false;
     }
-    if is_sampled_light(id) {
+    let sampled = is_sampled_light(id);
+    if sampled {
         let otel = frame.otel().take();
         if let Some(otel) = otel {
             otel.finish();
         }
     }
-    frame.clear();
+    frame.clear(sampled);
     arena::put(index);
     true
 }
 
-/// Restores the state [`begin`] changed once the call site's span exists.
-#[doc(hidden)]
-pub struct Scope {
+/// Restores the state [`begin_call`] changed once the call site's span exists.
+pub(crate) struct Scope {
     pending: bool,
     forced: Option<Option<Option<bool>>>,
 }
@@ -436,17 +443,30 @@ impl Drop for Scope {
     }
 }
 
-/// Called by an `#[instrumented]` call site just before it builds its span: decides
-/// whether the span is sampled, and if not, asks for a light span.
-#[doc(hidden)]
+/// How an `#[instrumented]` call's span is built ([`begin_call`]).
+pub(crate) enum Start {
+    /// As a light frame, by the call site itself (`crate::call_span`), without the
+    /// dispatcher: an unsampled call under the runtime's own subscriber.
+    Direct,
+    /// Not at all: the log level disables it.
+    Disabled,
+    /// Through `tracing`; the scope restores what was set for the subscriber
+    /// once the span exists.
+    Tracing(Scope),
+}
+
+/// Called by an `#[instrumented]` call site before it builds its span: decides
+/// whether the span is sampled; an unsampled one is built directly as a light
+/// frame where the log level alone decides it, a sampled one asks the subscriber
+/// for a light frame with span data (the bridge).
 #[inline]
-pub fn begin() -> Scope {
+pub(crate) fn begin_call(meta: &'static Metadata<'static>) -> Start {
     let mut scope = Scope {
         pending: false,
         forced: None,
     };
     if !ACTIVE.load(Ordering::Relaxed) {
-        return scope;
+        return Start::Tracing(scope);
     }
     let sampled = match innermost() {
         Some(entry) => entry.sampled,
@@ -460,6 +480,14 @@ pub fn begin() -> Scope {
             sampled
         }
     };
+    if !sampled && crate::subscriber::is_current() {
+        match crate::subscriber::unsampled_verdict(meta) {
+            Some(true) => return Start::Direct,
+            Some(false) => return Start::Disabled,
+            // Not decided by the levels alone: the subscriber's filters decide.
+            None => {}
+        }
+    }
     let kind = if !sampled {
         UNSAMPLED
     } else if BRIDGE.load(Ordering::Relaxed) {
@@ -470,7 +498,7 @@ pub fn begin() -> Scope {
     if kind != 0 {
         scope.pending = PENDING.try_with(|p| p.set(kind)).is_ok();
     }
-    scope
+    Start::Tracing(scope)
 }
 
 /// The kind of light span the next span was asked to be, [`UNSAMPLED`] or
@@ -514,7 +542,10 @@ pub(crate) fn pop(id: &Id) {
     let raw = id.into_u64();
     let _ = STACK.try_with(|s| {
         let mut stack = s.borrow_mut();
-        if let Some(i) = stack.iter().rposition(|e| e.id == raw) {
+        // Spans are usually exited in the reverse order of entering.
+        if stack.last().is_some_and(|e| e.id == raw) {
+            stack.pop();
+        } else if let Some(i) = stack.iter().rposition(|e| e.id == raw) {
             stack.remove(i);
         }
     });

@@ -24,7 +24,8 @@ use crate::otel::TracePipeline;
 use crate::raw_fields::RawFields;
 use crate::redact::Redactor;
 use crate::InitError;
-use std::sync::MutexGuard;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{MutexGuard, OnceLock};
 
 /// Log settings gathered by the builder.
 #[derive(Clone, Debug)]
@@ -172,14 +173,20 @@ pub(crate) fn install(
     let bridge = traces.is_some() && head_ratio.is_some();
     let subscriber = ZsSubscriber {
         inner: tracing_subscriber::registry().with(layers),
-        light: light.then(|| LightSettings {
-            levels: plan.level.clone(),
-            traces: bridge.then_some(plan_traces),
+        // One runtime subscriber per process (it is the global default): its light
+        // settings are global too, for call sites that build light frames
+        // themselves (`unsampled_verdict`).
+        light: light.then(|| {
+            LIGHT.get_or_init(|| LightSettings {
+                levels: plan.level.clone(),
+                traces: bridge.then_some(plan_traces),
+            })
         }),
     };
     tracing::subscriber::set_global_default(subscriber)
         .map_err(|_| InitError::SubscriberAlreadyInstalled)?;
     if light {
+        remember_global_dispatch();
         create_carrier();
         if let Some(traces) = traces.filter(|_| bridge) {
             if crate::otel::bridge::install(traces.processor.clone()) {
@@ -216,11 +223,56 @@ struct LightSettings {
     traces: Option<Directives>,
 }
 
+/// The light settings of the runtime's subscriber, once installed with light spans.
+static LIGHT: OnceLock<LightSettings> = OnceLock::new();
+
+/// What the log levels alone say about the span of an unsampled call at `meta`
+/// (see [`LightSettings::light_verdict`]); `None` also before the runtime's
+/// subscriber is installed with light spans.
+pub(crate) fn unsampled_verdict(meta: &Metadata<'_>) -> Option<bool> {
+    LIGHT
+        .get()?
+        .cached_light_verdict(meta, crate::light::UNSAMPLED)
+}
+
+/// Answers `Dispatch::is` for the runtime's subscriber, whatever its layers.
+struct Marker;
+
+/// The address of the global `Dispatch` once it is the runtime's subscriber (`0`:
+/// not known to be). `tracing_core::dispatcher::get_default` hands out that one
+/// static whenever no scoped dispatcher is set on the thread; a scoped one (an
+/// application's or a test's `with_default`) lives elsewhere.
+static GLOBAL_DISPATCH: AtomicUsize = AtomicUsize::new(0);
+
+/// Remembers the global dispatcher's address, right after the runtime's subscriber
+/// became it.
+fn remember_global_dispatch() {
+    let address = tracing::dispatcher::get_default(|d| {
+        d.is::<Marker>()
+            .then_some(d as *const tracing::Dispatch as usize)
+    });
+    // Inside a scoped dispatcher of the installing thread this is not the global
+    // one: call sites then keep asking the dispatcher.
+    if let Some(address) = address {
+        GLOBAL_DISPATCH.store(address, Ordering::Release);
+    }
+}
+
+/// Whether the current dispatcher is the runtime's subscriber (not one an
+/// application or a test set for a scope). Compares addresses: `Dispatch::is`
+/// is a virtual call and two type-id comparisons, ~50 instructions per call.
+#[inline]
+pub(crate) fn is_current() -> bool {
+    let global = GLOBAL_DISPATCH.load(Ordering::Relaxed);
+    global != 0
+        && tracing::dispatcher::get_default(|d| d as *const tracing::Dispatch as usize == global)
+}
+
 /// The runtime's subscriber: the registry and its layers, plus light spans for
 /// unsampled `#[instrumented]` calls (`crate::light`).
 struct ZsSubscriber<S> {
     inner: S,
-    light: Option<LightSettings>,
+    light: Option<&'static LightSettings>,
 }
 
 impl<S> ZsSubscriber<S>
@@ -237,7 +289,11 @@ where
         }
         let otel = (kind == crate::light::SAMPLED_FRAME)
             .then(|| crate::otel::bridge::OtelFrame::start(attrs.metadata(), |v| attrs.record(v)));
-        crate::light::create(attrs.metadata(), |fields| attrs.record(fields), otel)
+        crate::light::create(
+            attrs.metadata(),
+            |fields| attrs.record(&mut fields.fresh()),
+            otel,
+        )
     }
 
     /// Rewrites an explicit light parent to a registry one: the registry must
@@ -267,45 +323,58 @@ impl LightSettings {
 
     /// [`Self::light_verdict`], remembered per thread by callsite until the
     /// directives change (a directives lookup is an `ArcSwap` load and a target
-    /// match, ~120 instructions, for every call otherwise).
+    /// match, ~120 instructions, for every call otherwise). An entry keeps both
+    /// kinds' verdicts: a callsite's unsampled and sampled calls do not evict each
+    /// other.
     fn cached_light_verdict(&self, meta: &Metadata<'_>, pending: u8) -> Option<bool> {
         // The callsite's address names it (and its target and level) for the
         // life of the process.
         let key = meta.callsite().0 as *const dyn tracing::callsite::Callsite as *const () as usize;
         let epoch = crate::filter::epoch();
-        let slot = (key >> 4) % VERDICT_SLOTS;
+        // Callsite statics sit at regular strides: a multiplicative hash spreads
+        // them over the slots (`key % 64` put some of the example node's in one).
+        let slot =
+            ((key as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % VERDICT_SLOTS;
+        let kind = usize::from(pending == crate::light::SAMPLED_FRAME);
         let cached = VERDICTS.try_with(|v| {
             let e = v[slot].get();
-            (e.meta == key && e.epoch == epoch && e.pending == pending).then_some(e.verdict)
+            (e.meta == key && e.epoch == epoch && e.verdicts[kind] != UNKNOWN)
+                .then_some(e.verdicts[kind])
         });
-        let verdict = match cached {
-            Ok(Some(verdict)) => return decode_verdict(verdict),
-            _ => self.light_verdict(meta, pending),
-        };
+        if let Ok(Some(verdict)) = cached {
+            return decode_verdict(verdict);
+        }
+        let verdict = self.light_verdict(meta, pending);
         let _ = VERDICTS.try_with(|v| {
-            v[slot].set(Verdict {
-                meta: key,
-                epoch,
-                pending,
-                verdict: match verdict {
-                    None => 0,
-                    Some(false) => 1,
-                    Some(true) => 2,
-                },
-            })
+            let mut e = v[slot].get();
+            if e.meta != key || e.epoch != epoch {
+                e = Verdict {
+                    meta: key,
+                    epoch,
+                    verdicts: [UNKNOWN; 2],
+                };
+            }
+            e.verdicts[kind] = match verdict {
+                None => 0,
+                Some(false) => 1,
+                Some(true) => 2,
+            };
+            v[slot].set(e);
         });
         verdict
     }
 }
 
 const VERDICT_SLOTS: usize = 64;
+/// A kind's verdict not asked for yet.
+const UNKNOWN: u8 = u8::MAX;
 
 #[derive(Clone, Copy)]
 struct Verdict {
     meta: usize,
     epoch: u64,
-    pending: u8,
-    verdict: u8,
+    /// Unsampled, sampled.
+    verdicts: [u8; 2],
 }
 
 thread_local! {
@@ -314,8 +383,7 @@ thread_local! {
             std::cell::Cell::new(Verdict {
                 meta: 0,
                 epoch: u64::MAX,
-                pending: 0,
-                verdict: 0,
+                verdicts: [UNKNOWN; 2],
             })
         }; VERDICT_SLOTS]
     };
@@ -499,6 +567,10 @@ where
     unsafe fn downcast_raw(&self, id: TypeId) -> Option<*const ()> {
         if id == TypeId::of::<Self>() {
             return Some(self as *const Self as *const ());
+        }
+        if id == TypeId::of::<Marker>() {
+            // A zero-sized type: any aligned, non-null pointer is a valid one.
+            return Some(std::ptr::NonNull::<Marker>::dangling().as_ptr() as *const ());
         }
         // SAFETY: the inner subscriber's own answer for `id`, unchanged; it points
         // into `self.inner`, which lives as long as `self`.

@@ -5,7 +5,7 @@
 //! started SDK span with its own lock, a thread-name allocation, busy/idle timings
 //! and the export data, ~14,000 instructions a call (callgrind), ten times an
 //! unsampled call. Under head sampling the decision is taken at the call site
-//! (`crate::light::begin`), so a sampled call's span can be a light frame too,
+//! (`crate::light::begin_call`), so a sampled call's span can be a light frame too,
 //! carrying an [`OtelFrame`]: ids, parent, start time, attributes, events and
 //! status, collected the way the OTel layer collects them, and handed to our
 //! batch processor as SDK [`SpanData`] when the frame closes.

@@ -1,0 +1,321 @@
+//! The span of an `#[instrumented]` call, built by the call site itself.
+//!
+//! The expansion declares the span's callsite and metadata as statics (as
+//! `tracing::span!` would) and calls [`CallSpan::start`] with a closure that lists
+//! the field values. What happens next depends on the sampling decision taken
+//! before any field is evaluated ([`crate::light::begin_call`]):
+//!
+//! - an unsampled call under the runtime's own subscriber gets a light frame
+//!   built here, without `tracing`'s dispatcher: no `enabled`, `new_span`,
+//!   `enter`, `exit` or `try_close` call through it. Entering the span pushes
+//!   the frame on the thread's span stack that the log layer and
+//!   `Span::current()` read, exactly as the subscriber does for light spans it
+//!   is handed;
+//! - a span the log level disables is not built, and its fields are not
+//!   evaluated;
+//! - anything else (a sampled call, another subscriber, another sampler) is an
+//!   ordinary `tracing` span, with the same checks as `tracing::span!`: the
+//!   static and dynamic level limits, the callsite's interest, `enabled`.
+//!
+//! Callgrind put the dispatcher's part of an unsampled call at ~300 of its
+//! ~1,100 instructions (docs/performance.md, item 10).
+
+use tracing::callsite::{Callsite, DefaultCallsite};
+use tracing::field::{Field, FieldSet, Value};
+use tracing::level_filters::{LevelFilter, STATIC_MAX_LEVEL};
+use tracing::span::Id;
+use tracing::{Metadata, Span};
+
+use crate::light::{self, Scope, Start};
+use crate::raw_fields::RawFields;
+
+/// The span of one `#[instrumented]` call: an ordinary `tracing` span, or a light
+/// frame built without the dispatcher.
+#[doc(hidden)]
+pub struct CallSpan(Inner);
+
+enum Inner {
+    /// No span (`span = false`, or disabled by the level).
+    Off,
+    Tracing(Span),
+    /// A light frame of an unsampled call (`crate::light`), released on drop.
+    Light(Id),
+}
+
+impl CallSpan {
+    /// No span.
+    #[inline]
+    pub fn none() -> CallSpan {
+        CallSpan(Inner::Off)
+    }
+
+    /// Builds the span of `callsite`; `values` is called, to evaluate the fields,
+    /// only when the span is enabled.
+    #[inline]
+    pub fn start(
+        callsite: &'static DefaultCallsite,
+        values: impl FnOnce(&mut Builder),
+    ) -> CallSpan {
+        match Builder::begin(callsite) {
+            Some(mut builder) => {
+                values(&mut builder);
+                builder.finish()
+            }
+            None => CallSpan::none(),
+        }
+    }
+
+    /// Enters the span until the guard is dropped.
+    #[inline]
+    pub fn enter(&self) -> Entered<'_> {
+        match &self.0 {
+            Inner::Off => Entered(EnteredInner::Off),
+            Inner::Tracing(span) => Entered(EnteredInner::Tracing(span.enter())),
+            Inner::Light(id) => {
+                light::push(id, true);
+                Entered(EnteredInner::Light(id))
+            }
+        }
+    }
+
+    /// Marks the span failed: `otel.status_code = "ERROR"` and the description (the
+    /// OTel layer turns them into the span's status).
+    pub fn record_error<V: Value>(&self, description: V) {
+        match &self.0 {
+            Inner::Off => {}
+            Inner::Tracing(span) => {
+                span.record("otel.status_code", "ERROR");
+                span.record("otel.status_description", description);
+            }
+            Inner::Light(id) => {
+                let Some(frame) = light::frame(id) else {
+                    return;
+                };
+                let Some(meta) = frame.meta() else { return };
+                let fields = meta.fields();
+                let mut raw = frame.fields();
+                if let Some(f) = fields.field("otel.status_code") {
+                    "ERROR".record(&f, &mut *raw);
+                }
+                if let Some(f) = fields.field("otel.status_description") {
+                    description.record(&f, &mut *raw);
+                }
+            }
+        }
+    }
+
+    /// The `tracing` span, if this is one (tests).
+    #[cfg(test)]
+    fn is_light(&self) -> bool {
+        matches!(self.0, Inner::Light(_))
+    }
+}
+
+impl Drop for CallSpan {
+    #[inline]
+    fn drop(&mut self) {
+        if let Inner::Light(id) = &self.0 {
+            light::release(id);
+        }
+    }
+}
+
+/// Entered [`CallSpan`]; exits it when dropped.
+#[doc(hidden)]
+pub struct Entered<'a>(EnteredInner<'a>);
+
+enum EnteredInner<'a> {
+    Off,
+    // Held for its drop, which exits the span.
+    Tracing(#[allow(dead_code)] tracing::span::Entered<'a>),
+    Light(&'a Id),
+}
+
+impl Drop for Entered<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        if let EnteredInner::Light(id) = self.0 {
+            light::pop(id);
+        }
+    }
+}
+
+enum Mode {
+    /// A light frame, built here.
+    Direct,
+    /// An ordinary span; the scope holds what `begin_call` set for the subscriber
+    /// until the span exists.
+    Tracing(#[allow(dead_code)] Scope),
+}
+
+/// Receives the field values of an enabled span (see [`CallSpan::start`]).
+#[doc(hidden)]
+pub struct Builder {
+    meta: &'static Metadata<'static>,
+    mode: Mode,
+    span: Option<CallSpan>,
+}
+
+impl Builder {
+    /// `None`: the span is disabled.
+    fn begin(callsite: &'static DefaultCallsite) -> Option<Builder> {
+        let meta = callsite.metadata();
+        let level = *meta.level();
+        if level > STATIC_MAX_LEVEL {
+            return None;
+        }
+        let mode = match light::begin_call(meta) {
+            Start::Direct => Mode::Direct,
+            Start::Disabled => return None,
+            Start::Tracing(scope) => {
+                // `tracing::span!`'s checks, in its order.
+                if level > LevelFilter::current() {
+                    return None;
+                }
+                let interest = callsite.interest();
+                if interest.is_never()
+                    || !(interest.is_always()
+                        || tracing::dispatcher::get_default(|d| d.enabled(meta)))
+                {
+                    return None;
+                }
+                Mode::Tracing(scope)
+            }
+        };
+        Some(Builder {
+            meta,
+            mode,
+            span: None,
+        })
+    }
+
+    /// The span's field values, in the order of the metadata's field names (`None`:
+    /// a field declared without a value).
+    #[inline]
+    pub fn build<const N: usize>(&mut self, values: [Option<&dyn Value>; N]) {
+        let fields = self.meta.fields();
+        if fields.len() != N {
+            // The expansion lists names and values together: never the case.
+            return;
+        }
+        if let Mode::Direct = self.mode {
+            let id = light::create(self.meta, |raw| record_values(fields, &values, raw), None);
+            if let Some(id) = id {
+                self.span = Some(CallSpan(Inner::Light(id)));
+                return;
+            }
+            // Every frame slot is in use: an ordinary span.
+        }
+        self.span = Some(CallSpan(Inner::Tracing(traced(self.meta, fields, &values))));
+    }
+
+    fn finish(self) -> CallSpan {
+        // Dropping `self.mode` now restores what `begin_call` set.
+        self.span.unwrap_or_else(CallSpan::none)
+    }
+}
+
+fn record_values(fields: &FieldSet, values: &[Option<&dyn Value>], raw: &mut RawFields) {
+    let mut fresh = raw.fresh();
+    for (field, value) in fields.iter().zip(values) {
+        if let Some(value) = value {
+            value.record(&field, &mut fresh);
+        }
+    }
+}
+
+/// An ordinary span with these values (`fields` has exactly `N` names).
+fn traced<const N: usize>(
+    meta: &'static Metadata<'static>,
+    fields: &FieldSet,
+    values: &[Option<&dyn Value>; N],
+) -> Span {
+    let Some(first) = fields.iter().next() else {
+        let none: [(&Field, Option<&dyn Value>); 0] = [];
+        return Span::new(meta, &fields.value_set(&none));
+    };
+    let mut names = fields.iter();
+    // `fields` has `N` names: the fallback is never taken.
+    let all: [Field; N] = std::array::from_fn(|_| names.next().unwrap_or_else(|| first.clone()));
+    let pairs: [(&Field, Option<&dyn Value>); N] = std::array::from_fn(|i| (&all[i], values[i]));
+    Span::new(meta, &fields.value_set(&pairs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static CS: DefaultCallsite = DefaultCallsite::new(&META);
+    static META: Metadata<'static> = tracing::metadata! {
+        name: "call_span.test",
+        target: "zs_observe::call_span",
+        level: tracing::Level::INFO,
+        fields: &["a", "b", "c"],
+        callsite: &CS,
+        kind: tracing::metadata::Kind::SPAN,
+    };
+
+    #[test]
+    fn without_the_runtime_a_call_span_is_an_ordinary_span_with_its_fields() {
+        use std::sync::{Arc, Mutex};
+        use tracing_subscriber::layer::SubscriberExt;
+
+        #[derive(Clone, Default)]
+        struct Seen(Arc<Mutex<Vec<String>>>);
+        impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Seen {
+            fn on_new_span(
+                &self,
+                attrs: &tracing::span::Attributes<'_>,
+                _: &Id,
+                _: tracing_subscriber::layer::Context<'_, S>,
+            ) {
+                struct V<'a>(&'a mut Vec<String>);
+                impl tracing::field::Visit for V<'_> {
+                    fn record_debug(&mut self, f: &Field, v: &dyn std::fmt::Debug) {
+                        self.0.push(format!("{}={v:?}", f.name()));
+                    }
+                }
+                attrs.record(&mut V(&mut self.0.lock().unwrap()));
+            }
+        }
+        let seen = Seen::default();
+        let subscriber = tracing_subscriber::registry().with(seen.clone());
+        let mut evaluated = false;
+        tracing::subscriber::with_default(subscriber, || {
+            let span = CallSpan::start(&CS, |b| {
+                evaluated = true;
+                b.build([Some(&1u64 as &dyn Value), None, Some(&"x" as &dyn Value)]);
+            });
+            assert!(!span.is_light());
+            let _entered = span.enter();
+            assert_eq!(
+                tracing::Span::current().metadata().map(|m| m.name()),
+                Some("call_span.test")
+            );
+        });
+        assert!(evaluated);
+        assert_eq!(*seen.0.lock().unwrap(), ["a=1", "c=\"x\""]);
+    }
+
+    static CS_DEBUG: DefaultCallsite = DefaultCallsite::new(&META_DEBUG);
+    static META_DEBUG: Metadata<'static> = tracing::metadata! {
+        name: "call_span.debug",
+        target: "zs_observe::call_span",
+        level: tracing::Level::DEBUG,
+        fields: &["a"],
+        callsite: &CS_DEBUG,
+        kind: tracing::metadata::Kind::SPAN,
+    };
+
+    #[test]
+    fn a_disabled_span_does_not_evaluate_its_fields() {
+        use tracing_subscriber::layer::SubscriberExt;
+        let subscriber = tracing_subscriber::registry().with(LevelFilter::INFO);
+        tracing::subscriber::with_default(subscriber, || {
+            let span =
+                CallSpan::start(&CS_DEBUG, |_| panic!("fields of a disabled span evaluated"));
+            let _entered = span.enter();
+            span.record_error("nothing to record into");
+        });
+    }
+}
