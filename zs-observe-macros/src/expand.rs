@@ -496,6 +496,7 @@ fn span_expr(args: &Args, func: &Func, target: &TokenStream, level: Level) -> To
     }
     let callsite = Ident::new("__ZS_SPAN", Span::mixed_site());
     let meta = Ident::new("__ZS_SPAN_META", Span::mixed_site());
+    let verdict = Ident::new("__ZS_SPAN_VERDICT", Span::mixed_site());
     let builder = Ident::new("__zs_span", Span::mixed_site());
     quote!({
         static #callsite: #p::tracing::callsite::DefaultCallsite =
@@ -508,7 +509,8 @@ fn span_expr(args: &Args, func: &Func, target: &TokenStream, level: Level) -> To
             callsite: &#callsite,
             kind: #p::tracing::metadata::Kind::SPAN,
         };
-        #p::CallSpan::start(&#callsite, |#builder: &mut #p::SpanBuilder| {
+        static #verdict: #p::SpanVerdict = #p::SpanVerdict::new();
+        #p::CallSpan::start(&#callsite, &#verdict, |#builder: &mut #p::SpanBuilder| {
             #builder.build([#(#values),*])
         })
     })

@@ -20,6 +20,8 @@
 //! Callgrind put the dispatcher's part of an unsampled call at ~300 of its
 //! ~1,100 instructions (docs/performance.md, item 10).
 
+use std::sync::atomic::AtomicU64;
+
 use tracing::callsite::{Callsite, DefaultCallsite};
 use tracing::field::{Field, FieldSet, Value};
 use tracing::level_filters::{LevelFilter, STATIC_MAX_LEVEL};
@@ -28,6 +30,19 @@ use tracing::{Metadata, Span};
 
 use crate::light::{self, Scope, Start};
 use crate::raw_fields::RawFields;
+
+/// A call site's remembered level verdict for its unsampled spans (see
+/// `crate::subscriber::unsampled_verdict`).
+#[doc(hidden)]
+pub struct SpanVerdict(AtomicU64);
+
+impl SpanVerdict {
+    #[allow(clippy::new_without_default)]
+    pub const fn new() -> SpanVerdict {
+        // No verdict yet.
+        SpanVerdict(AtomicU64::new(u64::MAX))
+    }
+}
 
 /// The span of one `#[instrumented]` call: an ordinary `tracing` span, or a light
 /// frame built without the dispatcher.
@@ -54,9 +69,10 @@ impl CallSpan {
     #[inline]
     pub fn start(
         callsite: &'static DefaultCallsite,
+        verdict: &'static SpanVerdict,
         values: impl FnOnce(&mut Builder),
     ) -> CallSpan {
-        match Builder::begin(callsite) {
+        match Builder::begin(callsite, verdict) {
             Some(mut builder) => {
                 values(&mut builder);
                 builder.finish()
@@ -158,13 +174,13 @@ pub struct Builder {
 
 impl Builder {
     /// `None`: the span is disabled.
-    fn begin(callsite: &'static DefaultCallsite) -> Option<Builder> {
+    fn begin(callsite: &'static DefaultCallsite, verdict: &SpanVerdict) -> Option<Builder> {
         let meta = callsite.metadata();
         let level = *meta.level();
         if level > STATIC_MAX_LEVEL {
             return None;
         }
-        let mode = match light::begin_call(meta) {
+        let mode = match light::begin_call(meta, &verdict.0) {
             Start::Direct => Mode::Direct,
             Start::Disabled => return None,
             Start::Tracing(scope) => {
@@ -245,6 +261,7 @@ fn traced<const N: usize>(
 mod tests {
     use super::*;
 
+    static VERDICT: SpanVerdict = SpanVerdict::new();
     static CS: DefaultCallsite = DefaultCallsite::new(&META);
     static META: Metadata<'static> = tracing::metadata! {
         name: "call_span.test",
@@ -282,7 +299,7 @@ mod tests {
         let subscriber = tracing_subscriber::registry().with(seen.clone());
         let mut evaluated = false;
         tracing::subscriber::with_default(subscriber, || {
-            let span = CallSpan::start(&CS, |b| {
+            let span = CallSpan::start(&CS, &VERDICT, |b| {
                 evaluated = true;
                 b.build([Some(&1u64 as &dyn Value), None, Some(&"x" as &dyn Value)]);
             });
@@ -312,8 +329,9 @@ mod tests {
         use tracing_subscriber::layer::SubscriberExt;
         let subscriber = tracing_subscriber::registry().with(LevelFilter::INFO);
         tracing::subscriber::with_default(subscriber, || {
-            let span =
-                CallSpan::start(&CS_DEBUG, |_| panic!("fields of a disabled span evaluated"));
+            let span = CallSpan::start(&CS_DEBUG, &VERDICT, |_| {
+                panic!("fields of a disabled span evaluated")
+            });
             let _entered = span.enter();
             span.record_error("nothing to record into");
         });

@@ -460,7 +460,7 @@ pub(crate) enum Start {
 /// frame where the log level alone decides it, a sampled one asks the subscriber
 /// for a light frame with span data (the bridge).
 #[inline]
-pub(crate) fn begin_call(meta: &'static Metadata<'static>) -> Start {
+pub(crate) fn begin_call(meta: &'static Metadata<'static>, verdict: &AtomicU64) -> Start {
     let mut scope = Scope {
         pending: false,
         forced: None,
@@ -481,7 +481,7 @@ pub(crate) fn begin_call(meta: &'static Metadata<'static>) -> Start {
         }
     };
     if !sampled && crate::subscriber::is_current() {
-        match crate::subscriber::unsampled_verdict(meta) {
+        match crate::subscriber::unsampled_verdict(meta, verdict) {
             Some(true) => return Start::Direct,
             Some(false) => return Start::Disabled,
             // Not decided by the levels alone: the subscriber's filters decide.

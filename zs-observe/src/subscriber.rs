@@ -24,7 +24,7 @@ use crate::otel::TracePipeline;
 use crate::raw_fields::RawFields;
 use crate::redact::Redactor;
 use crate::InitError;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{MutexGuard, OnceLock};
 
 /// Log settings gathered by the builder.
@@ -228,11 +228,24 @@ static LIGHT: OnceLock<LightSettings> = OnceLock::new();
 
 /// What the log levels alone say about the span of an unsampled call at `meta`
 /// (see [`LightSettings::light_verdict`]); `None` also before the runtime's
-/// subscriber is installed with light spans.
-pub(crate) fn unsampled_verdict(meta: &Metadata<'_>) -> Option<bool> {
-    LIGHT
-        .get()?
-        .cached_light_verdict(meta, crate::light::UNSAMPLED)
+/// subscriber is installed with light spans. `cache` is the call site's own
+/// (`crate::call_span::SpanVerdict`): the verdict with the directives' epoch it was
+/// taken under, one atomic load per call while they do not change.
+pub(crate) fn unsampled_verdict(meta: &Metadata<'_>, cache: &AtomicU64) -> Option<bool> {
+    let settings = LIGHT.get()?;
+    // Read before the verdict is taken: a change in between leaves an entry of the
+    // old epoch, taken again by the next call.
+    let epoch = crate::filter::epoch();
+    let cached = cache.load(Ordering::Relaxed);
+    if cached >> 2 == epoch && cached & 3 != 3 {
+        return decode_verdict((cached & 3) as u8);
+    }
+    let verdict = settings.light_verdict(meta, crate::light::UNSAMPLED);
+    cache.store(
+        epoch << 2 | u64::from(encode_verdict(verdict)),
+        Ordering::Relaxed,
+    );
+    verdict
 }
 
 /// Answers `Dispatch::is` for the runtime's subscriber, whatever its layers.
@@ -334,7 +347,7 @@ impl LightSettings {
         // Callsite statics sit at regular strides: a multiplicative hash spreads
         // them over the slots (`key % 64` put some of the example node's in one).
         let slot =
-            ((key as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % VERDICT_SLOTS;
+            ((key as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as usize % VERDICT_SLOTS;
         let kind = usize::from(pending == crate::light::SAMPLED_FRAME);
         let cached = VERDICTS.try_with(|v| {
             let e = v[slot].get();
@@ -354,18 +367,14 @@ impl LightSettings {
                     verdicts: [UNKNOWN; 2],
                 };
             }
-            e.verdicts[kind] = match verdict {
-                None => 0,
-                Some(false) => 1,
-                Some(true) => 2,
-            };
+            e.verdicts[kind] = encode_verdict(verdict);
             v[slot].set(e);
         });
         verdict
     }
 }
 
-const VERDICT_SLOTS: usize = 64;
+const VERDICT_SLOTS: usize = 256;
 /// A kind's verdict not asked for yet.
 const UNKNOWN: u8 = u8::MAX;
 
@@ -387,6 +396,14 @@ thread_local! {
             })
         }; VERDICT_SLOTS]
     };
+}
+
+fn encode_verdict(verdict: Option<bool>) -> u8 {
+    match verdict {
+        None => 0,
+        Some(false) => 1,
+        Some(true) => 2,
+    }
 }
 
 fn decode_verdict(v: u8) -> Option<bool> {

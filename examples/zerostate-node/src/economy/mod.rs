@@ -208,12 +208,8 @@ impl Economy {
         })
     }
 
-    /// Closes an awarded task: releases or refunds its escrow, pays the executor over
-    /// their channel, records the result in the executor's reputation.
-    pub(crate) fn complete(&self, award: &Award, result: &TaskResult) {
-        self.complete_at(award, result, Instant::now());
-    }
-
+    /// Closes an awarded task at `now`: releases or refunds its escrow, pays the
+    /// executor over their channel, records the result in the executor's reputation.
     #[instrumented(
         span = "economy.complete",
         fields(
@@ -224,7 +220,7 @@ impl Economy {
         ),
         skip_all
     )]
-    fn complete_at(&self, award: &Award, result: &TaskResult, now: Instant) {
+    pub(crate) fn complete_at(&self, award: &Award, result: &TaskResult, now: Instant) {
         let mut state = self.state();
         let state = &mut *state;
         // Payments that failed before are tried again here, on the caller's (blocking)
@@ -260,13 +256,9 @@ impl Economy {
         );
     }
 
-    /// One round of upkeep: settles channels past their lifetime, resolves disputes,
-    /// expires blacklist entries, updates the gauges.
-    pub(crate) fn tick(&self) {
-        self.tick_at(Instant::now());
-    }
-
-    fn tick_at(&self, now: Instant) {
+    /// One round of upkeep at `now`: settles channels past their lifetime, resolves
+    /// disputes, expires blacklist entries, updates the gauges.
+    pub(crate) fn tick_at(&self, now: Instant) {
         let mut state = self.state();
         let state = &mut *state;
         state.close_due_channels(now);
