@@ -69,7 +69,8 @@ fn usage() -> ! {
          \n  --no-workload     do not run the built-in workload generator\
          \n  --check-catalog   compare the catalog with the code's metrics, print the report and exit\
          \n  --bench-tasks N   run N tasks back to back on one thread (no 20 ms pacing, no server),\
-         \n                    with a fixed simulation seed, print the tasks per second and exit\
+         \n                    with a fixed simulation seed, a fixed receipt key and a simulated\
+         \n                    clock (20 ms a round), print the tasks per second and exit\
          \n                    (docs/performance.md)\
          \n\nfault injection (each drives alerts of monitoring/prometheus/rules):\
          \n  --task-failure-rate F     fraction (0..1) of tasks that run a trapping module\
