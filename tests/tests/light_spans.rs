@@ -333,3 +333,49 @@ fn a_scoped_subscriber_gets_ordinary_spans_with_their_fields() {
     assert_eq!(outer(1), 20);
     assert_eq!(line(logs, "in outer")["span"], "outer.op");
 }
+
+/// A value whose formatting logs, and records into the span being recorded.
+struct Noisy(u64);
+
+impl std::fmt::Display for Noisy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        tracing::info!(inner = self.0, "formatting a field");
+        tracing::Span::current().record("late", "from inside the formatting");
+        write!(f, "noisy-{}", self.0)
+    }
+}
+
+#[zs_observe::instrumented(
+    span = "reentrant.op",
+    fields(note = tracing::field::Empty, late = tracing::field::Empty)
+)]
+fn records_a_value_that_logs(k: u64) {
+    tracing::Span::current().record("note", tracing::field::display(Noisy(k)));
+    tracing::info!("after the record");
+}
+
+/// Recording formats the value with the span's fields locked; a log line (or another
+/// record into the same span) from inside that formatting must not wait for the lock
+/// on the same thread forever.
+#[test]
+fn a_value_that_logs_while_it_is_recorded_does_not_deadlock() {
+    let (_, logs) = setup();
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        records_a_value_that_logs(7);
+        let _ = done.send(());
+    });
+    finished
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("the call returns (no self-deadlock on the span's fields)");
+    let inner = line(logs, "formatting a field");
+    assert_eq!(inner["span"], "reentrant.op", "{inner}");
+    assert_eq!(inner["inner"], 7);
+    let after = line(logs, "after the record");
+    assert_eq!(after["span"], "reentrant.op");
+    assert_eq!(after["k"], 7);
+    assert_eq!(
+        after["note"], "noisy-7",
+        "the outer record is kept: {after}"
+    );
+}

@@ -109,7 +109,10 @@ impl CallSpan {
                 };
                 let Some(meta) = frame.meta() else { return };
                 let fields = meta.fields();
-                let mut raw = frame.fields();
+                // Busy only while one of its values is being formatted on this thread.
+                let Some(mut raw) = frame.try_fields() else {
+                    return;
+                };
                 if let Some(f) = fields.field("otel.status_code") {
                     "ERROR".record(&f, &mut *raw);
                 }

@@ -138,6 +138,27 @@ impl Frame {
         self.fields.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The fields, unless they are being recorded right now. Recording formats user
+    /// values (`Display`, `Debug`) with the fields locked; a value whose formatting
+    /// logs, or records into the same span, comes back here on the same thread,
+    /// where waiting for the lock would never end.
+    pub(crate) fn try_fields(&self) -> Option<std::sync::MutexGuard<'_, RawFields>> {
+        match self.fields.try_lock() {
+            Ok(fields) => Some(fields),
+            Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// The span data, unless it is being recorded right now (see [`Frame::try_fields`]).
+    pub(crate) fn try_otel(&self) -> Option<std::sync::MutexGuard<'_, Option<Box<OtelFrame>>>> {
+        match self.otel.try_lock() {
+            Ok(otel) => Some(otel),
+            Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
     /// The span data of a sampled frame (`None` inside: an unsampled one).
     pub(crate) fn otel(&self) -> std::sync::MutexGuard<'_, Option<Box<OtelFrame>>> {
         self.otel.lock().unwrap_or_else(|e| e.into_inner())

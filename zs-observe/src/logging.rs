@@ -161,7 +161,12 @@ fn for_each_span<S>(
                 placed[i] = true;
                 if let Some(frame) = crate::light::frame(id) {
                     let mut fields = Vec::new();
-                    render_raw_fields(redactor, &frame.fields(), &mut fields);
+                    // Busy: this line is written while a value of the span is being
+                    // recorded (its formatting logs). The span is named, its fields
+                    // left out.
+                    if let Some(raw) = frame.try_fields() {
+                        render_raw_fields(redactor, &raw, &mut fields);
+                    }
                     visit(frame.name(), &fields);
                 }
             }

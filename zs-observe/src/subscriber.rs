@@ -478,7 +478,12 @@ where
             let Some(frame) = crate::light::frame(span) else {
                 return;
             };
-            values.record(&mut *frame.fields());
+            // Busy: a record made while a value of the same span is being formatted
+            // (see `Frame::try_fields`) is dropped rather than waited for forever.
+            let Some(mut fields) = frame.try_fields() else {
+                return;
+            };
+            values.record(&mut *fields);
             span.clone()
         } else if crate::light::is_carrier_id(span) {
             // `Span::current()` inside a light span names the carrier with the
@@ -494,8 +499,10 @@ where
         };
         if crate::light::is_sampled_light(&target) {
             if let Some(frame) = crate::light::frame(&target) {
-                if let Some(otel) = frame.otel().as_mut() {
-                    otel.record(|v| values.record(v));
+                if let Some(mut otel) = frame.try_otel() {
+                    if let Some(otel) = otel.as_mut() {
+                        otel.record(|v| values.record(v));
+                    }
                 }
             }
         }
@@ -519,8 +526,12 @@ where
         if event.is_contextual() {
             if let Some((id, true)) = crate::light::innermost_light() {
                 if let Some(frame) = crate::light::frame(&id) {
-                    if let Some(otel) = frame.otel().as_mut() {
-                        otel.event(event);
+                    // Busy: an event from the formatting of a value being recorded
+                    // into this span's data; it still reaches the log layer below.
+                    if let Some(mut otel) = frame.try_otel() {
+                        if let Some(otel) = otel.as_mut() {
+                            otel.event(event);
+                        }
                     }
                 }
             }
@@ -618,8 +629,10 @@ impl CarrierRecord {
     fn fields(&mut self, field: &Field) -> Option<&mut RawFields> {
         if !self.looked_up {
             self.looked_up = true;
+            // Busy fields (a record from inside the formatting of a value being
+            // recorded into the same span): the record is dropped.
             self.target = crate::light::entered_frame_of(&field.callsite())
-                .and_then(|id| crate::light::frame(&id).map(|frame| (id, frame.fields())));
+                .and_then(|id| Some((id.clone(), crate::light::frame(&id)?.try_fields()?)));
         }
         self.target.as_mut().map(|(_, fields)| &mut **fields)
     }

@@ -12,13 +12,13 @@
 //! The result goes into the executor's reputation (`reputation.record`,
 //! `reputation.calculate`, `reputation.blacklist`).
 //!
-//! Upkeep ([`Economy::tick`]) settles channels after [`SETTLE_AFTER_PAYMENTS`] payments
+//! Upkeep ([`Economy::tick_at`]) settles channels after [`SETTLE_AFTER_PAYMENTS`] payments
 //! or [`CHANNEL_LIFETIME`] (`payment.settle`); some of them are closed through a dispute
 //! instead (`payment.dispute`): the executor submits the latest state (upheld) or the
 //! creator a stale one (rejected). It also lifts bans and updates the gauges.
 //!
 //! CONTRACT (used by main.rs; keep these signatures): `EconomyConfig`, `Economy::new`,
-//! `Economy::auction`, `Economy::complete`, `Economy::tick`, `Economy::health`, `Award`,
+//! `Economy::auction`, `Economy::complete_at`, `Economy::tick_at`, `Economy::health`, `Award`,
 //! `AuctionError`, `TaskResult`.
 
 mod auction;
