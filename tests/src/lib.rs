@@ -71,6 +71,17 @@ fn registry() -> &'static Registry<Key, AtomicStorage> {
     })
 }
 
+/// Serves `app` on a fresh loopback port from a task of the current tokio runtime, and
+/// returns the address.
+pub async fn serve(app: axum::Router) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("local address");
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+    addr
+}
+
 /// This process's resident memory in bytes (Linux `/proc/self/statm`), for tests that
 /// show memory stays bounded (each in its own test binary).
 pub fn resident_bytes() -> u64 {

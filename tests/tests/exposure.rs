@@ -178,10 +178,7 @@ async fn serve_app(telemetry: &Telemetry) -> SocketAddr {
     let app = axum::Router::new()
         .route("/", get(|| async { "the application" }))
         .merge(telemetry.metrics_router());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
+    zs_observe_tests::serve(app).await
 }
 
 struct Reply {
@@ -604,9 +601,7 @@ async fn mounted() {
     );
     // `admin_router()` carries the mounted routes too, behind the same token.
     let router = telemetry.admin_router();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let own = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let own = zs_observe_tests::serve(router).await;
     let reply = call(&http, get.clone(), own, "/debug/ops", None, "").await;
     assert_eq!(reply.code, 401);
     let reply = call(&http, get.clone(), own, "/debug/ops", Some(&bearer), "").await;
@@ -624,9 +619,7 @@ async fn mounted() {
     let routes = axum::Router::new()
         .route("/", axum::routing::get(|| async { "open" }))
         .merge(guarded);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let guarded_app = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, routes).await.unwrap() });
+    let guarded_app = zs_observe_tests::serve(routes).await;
     let reply = call(&http, get.clone(), guarded_app, "/", None, "").await;
     assert_eq!((reply.code, reply.body.as_str()), (200, "open"));
     for path in ["/ops/flush", "/ops/elsewhere"] {

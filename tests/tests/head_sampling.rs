@@ -73,9 +73,7 @@ fn whole_traces_are_kept_or_dropped_and_remote_flags_are_followed() {
         let app = axum::Router::new()
             .route("/h", get(handler))
             .layer(RequestTraceLayer::new());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let addr = zs_observe_tests::serve(app).await;
         let client = reqwest::Client::new();
         let mut sampled_ids = Vec::new();
         let mut unsampled_answers = Vec::new();

@@ -102,10 +102,7 @@ fn hostile_values() -> Vec<String> {
 }
 
 async fn serve(router: axum::Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    addr
+    zs_observe_tests::serve(router).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -64,10 +64,7 @@ async fn serve() -> SocketAddr {
             }),
         )
         .merge(telemetry().metrics_router());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
+    zs_observe_tests::serve(app).await
 }
 
 async fn scrape(addr: SocketAddr) -> (String, String) {

@@ -51,10 +51,7 @@ async fn serve() -> SocketAddr {
             ),
         )
         .layer(RequestTraceLayer::new());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
+    zs_observe_tests::serve(app).await
 }
 
 fn lines_with(logs: &CapturedLogs, message: &str) -> Vec<serde_json::Value> {

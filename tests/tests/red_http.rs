@@ -27,10 +27,7 @@ fn telemetry() -> &'static Telemetry {
 }
 
 async fn serve(app: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
+    zs_observe_tests::serve(app).await
 }
 
 fn samples() -> Vec<Sample> {

@@ -510,13 +510,7 @@ fn load_message(i: u64) -> u64 {
 }
 
 async fn serve_app() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind 127.0.0.1:0");
-    let addr = listener.local_addr().expect("local addr");
-    let app = telemetry().metrics_router();
-    tokio::spawn(async move { axum::serve(listener, app).await.expect("app server") });
-    addr
+    zs_observe_tests::serve(telemetry().metrics_router()).await
 }
 
 /// What one scraper saw.

@@ -97,10 +97,7 @@ async fn otlp_receiver() -> (SocketAddr, Bodies) {
 }
 
 async fn serve(router: axum::Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    addr
+    zs_observe_tests::serve(router).await
 }
 
 /// Parameters named like secrets are span fields; the error carries one in its text.

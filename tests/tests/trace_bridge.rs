@@ -84,9 +84,7 @@ fn bridged_and_layer_spans_make_one_tree_with_events_logs_and_headers() {
         let app = axum::Router::new()
             .route("/h", get(handler))
             .layer(RequestTraceLayer::new());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let addr = zs_observe_tests::serve(app).await;
         reqwest::Client::new()
             .get(format!("http://{addr}/h"))
             .header(

@@ -85,11 +85,14 @@ impl CallSpan {
     #[inline]
     pub fn enter(&self) -> Entered<'_> {
         match &self.0 {
-            Inner::Off => Entered(EnteredInner::Off),
-            Inner::Tracing(span) => Entered(EnteredInner::Tracing(span.enter())),
+            Inner::Off => Entered(EnteredInner::Off, std::marker::PhantomData),
+            Inner::Tracing(span) => Entered(
+                EnteredInner::Tracing(span.enter()),
+                std::marker::PhantomData,
+            ),
             Inner::Light(id) => {
                 light::push(id, true);
-                Entered(EnteredInner::Light(id))
+                Entered(EnteredInner::Light(id), std::marker::PhantomData)
             }
         }
     }
@@ -123,7 +126,7 @@ impl CallSpan {
         }
     }
 
-    /// The `tracing` span, if this is one (tests).
+    /// Whether this is a light frame built here (tests).
     #[cfg(test)]
     fn is_light(&self) -> bool {
         matches!(self.0, Inner::Light(_))
@@ -139,9 +142,10 @@ impl Drop for CallSpan {
     }
 }
 
-/// Entered [`CallSpan`]; exits it when dropped.
+/// Entered [`CallSpan`]; exits it when dropped, on the thread that entered it (not
+/// `Send`, as `tracing`'s own guard: the span stack is per thread).
 #[doc(hidden)]
-pub struct Entered<'a>(EnteredInner<'a>);
+pub struct Entered<'a>(EnteredInner<'a>, std::marker::PhantomData<*const ()>);
 
 enum EnteredInner<'a> {
     Off,
