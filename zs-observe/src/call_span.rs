@@ -23,7 +23,7 @@
 use std::sync::atomic::AtomicU64;
 
 use tracing::callsite::{Callsite, DefaultCallsite};
-use tracing::field::{Field, FieldSet, Value};
+use tracing::field::{Field, FieldSet, Value, Visit};
 use tracing::level_filters::{LevelFilter, STATIC_MAX_LEVEL};
 use tracing::span::Id;
 use tracing::{Metadata, Span};
@@ -31,16 +31,23 @@ use tracing::{Metadata, Span};
 use crate::light::{self, Scope, Start};
 use crate::raw_fields::RawFields;
 
-/// A call site's remembered level verdict for its unsampled spans (see
-/// `crate::subscriber::unsampled_verdict`).
+/// A call site's remembered filter verdicts: for its unsampled spans (the log level)
+/// and its sampled ones (the log level and the trace filter); see
+/// `crate::subscriber::direct_verdict`.
 #[doc(hidden)]
-pub struct SpanVerdict(AtomicU64);
+pub struct SpanVerdict {
+    pub(crate) unsampled: AtomicU64,
+    pub(crate) sampled: AtomicU64,
+}
 
 impl SpanVerdict {
     #[allow(clippy::new_without_default)]
     pub const fn new() -> SpanVerdict {
         // No verdict yet.
-        SpanVerdict(AtomicU64::new(u64::MAX))
+        SpanVerdict {
+            unsampled: AtomicU64::new(u64::MAX),
+            sampled: AtomicU64::new(u64::MAX),
+        }
     }
 }
 
@@ -53,8 +60,12 @@ enum Inner {
     /// No span (`span = false`, or disabled by the level).
     Off,
     Tracing(Span),
-    /// A light frame of an unsampled call (`crate::light`), released on drop.
+    /// A light frame (`crate::light`) of an unsampled call, built here; released on
+    /// drop.
     Light(Id),
+    /// A light frame of a sampled call with its span data for the bridge, built here;
+    /// released on drop, its span data then going to the export queue.
+    Sampled(Id),
 }
 
 impl CallSpan {
@@ -91,8 +102,13 @@ impl CallSpan {
                 std::marker::PhantomData,
             ),
             Inner::Light(id) => {
-                light::push(id, true);
+                light::push_light(id, false);
                 Entered(EnteredInner::Light(id), std::marker::PhantomData)
+            }
+            Inner::Sampled(id) => {
+                light::push_light(id, true);
+                light::enter_sampled(id);
+                Entered(EnteredInner::Sampled(id), std::marker::PhantomData)
             }
         }
     }
@@ -106,21 +122,33 @@ impl CallSpan {
                 span.record("otel.status_code", "ERROR");
                 span.record("otel.status_description", description);
             }
-            Inner::Light(id) => {
+            Inner::Light(id) | Inner::Sampled(id) => {
                 let Some(frame) = light::frame(id) else {
                     return;
                 };
                 let Some(meta) = frame.meta() else { return };
                 let fields = meta.fields();
-                // Busy only while one of its values is being formatted on this thread.
-                let Some(mut raw) = frame.try_fields() else {
-                    return;
+                let code = fields.field("otel.status_code");
+                let text = fields.field("otel.status_description");
+                let record = |v: &mut dyn Visit| {
+                    if let Some(f) = &code {
+                        "ERROR".record(f, v);
+                    }
+                    if let Some(f) = &text {
+                        description.record(f, v);
+                    }
                 };
-                if let Some(f) = fields.field("otel.status_code") {
-                    "ERROR".record(&f, &mut *raw);
+                // Busy only while one of its values is being formatted on this thread.
+                if let Some(mut raw) = frame.try_fields() {
+                    record(&mut *raw);
                 }
-                if let Some(f) = fields.field("otel.status_description") {
-                    description.record(&f, &mut *raw);
+                // A sampled frame's span data: the exported span's status.
+                if let Inner::Sampled(_) = self.0 {
+                    if let Some(mut otel) = frame.try_otel() {
+                        if let Some(otel) = otel.as_mut() {
+                            otel.record(record);
+                        }
+                    }
                 }
             }
         }
@@ -129,14 +157,14 @@ impl CallSpan {
     /// Whether this is a light frame built here (tests).
     #[cfg(test)]
     fn is_light(&self) -> bool {
-        matches!(self.0, Inner::Light(_))
+        matches!(self.0, Inner::Light(_) | Inner::Sampled(_))
     }
 }
 
 impl Drop for CallSpan {
     #[inline]
     fn drop(&mut self) {
-        if let Inner::Light(id) = &self.0 {
+        if let Inner::Light(id) | Inner::Sampled(id) = &self.0 {
             light::release(id);
         }
     }
@@ -152,13 +180,19 @@ enum EnteredInner<'a> {
     // Held for its drop, which exits the span.
     Tracing(#[allow(dead_code)] tracing::span::Entered<'a>),
     Light(&'a Id),
+    Sampled(&'a Id),
 }
 
 impl Drop for Entered<'_> {
     #[inline]
     fn drop(&mut self) {
-        if let EnteredInner::Light(id) = self.0 {
-            light::pop(id);
+        match self.0 {
+            EnteredInner::Light(id) => light::pop(id),
+            EnteredInner::Sampled(id) => {
+                light::exit_sampled(id);
+                light::pop(id);
+            }
+            EnteredInner::Off | EnteredInner::Tracing(_) => {}
         }
     }
 }
@@ -166,6 +200,8 @@ impl Drop for Entered<'_> {
 enum Mode {
     /// A light frame, built here.
     Direct,
+    /// A light frame with its span data for the bridge, built here.
+    DirectSampled,
     /// An ordinary span; the scope holds what `begin_call` set for the subscriber
     /// until the span exists.
     Tracing(#[allow(dead_code)] Scope),
@@ -187,8 +223,9 @@ impl Builder {
         if level > STATIC_MAX_LEVEL {
             return None;
         }
-        let mode = match light::begin_call(meta, &verdict.0) {
+        let mode = match light::begin_call(meta, verdict) {
             Start::Direct => Mode::Direct,
+            Start::DirectSampled => Mode::DirectSampled,
             Start::Disabled => return None,
             Start::Tracing(scope) => {
                 // `tracing::span!`'s checks, in its order.
@@ -214,17 +251,22 @@ impl Builder {
 
     /// The span's field values, in the order of the metadata's field names (`None`:
     /// a field declared without a value).
-    #[inline]
+    #[inline(always)]
     pub fn build<const N: usize>(&mut self, values: [Option<&dyn Value>; N]) {
         let fields = self.meta.fields();
         if fields.len() != N {
             // The expansion lists names and values together: never the case.
             return;
         }
-        if let Mode::Direct = self.mode {
-            let id = light::create(self.meta, |raw| record_values(fields, &values, raw), None);
+        if let Mode::Direct | Mode::DirectSampled = self.mode {
+            let otel = matches!(self.mode, Mode::DirectSampled)
+                .then(|| start_span_data(self.meta, fields, &values));
+            let id = light::create(self.meta, |raw| record_values(fields, &values, raw), otel);
             if let Some(id) = id {
-                self.span = Some(CallSpan(Inner::Light(id)));
+                self.span = Some(CallSpan(match self.mode {
+                    Mode::DirectSampled => Inner::Sampled(id),
+                    _ => Inner::Light(id),
+                }));
                 return;
             }
             // Every frame slot is in use: an ordinary span.
@@ -238,11 +280,26 @@ impl Builder {
     }
 }
 
+/// A sampled call's span data for the bridge (out of line: most calls are not sampled,
+/// and [`Builder::build`] stays small enough to be inlined into every call site).
+#[cold]
+#[inline(never)]
+fn start_span_data(
+    meta: &'static Metadata<'static>,
+    fields: &FieldSet,
+    values: &[Option<&dyn Value>],
+) -> Box<crate::otel::bridge::OtelFrame> {
+    crate::otel::bridge::OtelFrame::start(meta, |v| record_values_with(fields, values, v))
+}
+
 fn record_values(fields: &FieldSet, values: &[Option<&dyn Value>], raw: &mut RawFields) {
-    let mut fresh = raw.fresh();
+    record_values_with(fields, values, &mut raw.fresh());
+}
+
+fn record_values_with(fields: &FieldSet, values: &[Option<&dyn Value>], visitor: &mut dyn Visit) {
     for (field, value) in fields.iter().zip(values) {
         if let Some(value) = value {
-            value.record(&field, &mut fresh);
+            value.record(&field, visitor);
         }
     }
 }

@@ -469,6 +469,9 @@ pub(crate) enum Start {
     /// As a light frame, by the call site itself (`crate::call_span`), without the
     /// dispatcher: an unsampled call under the runtime's own subscriber.
     Direct,
+    /// As a light frame with span data for the bridge, by the call site itself: a
+    /// sampled call under the runtime's own subscriber, the bridge installed.
+    DirectSampled,
     /// Not at all: the log level disables it.
     Disabled,
     /// Through `tracing`; the scope restores what was set for the subscriber
@@ -481,7 +484,10 @@ pub(crate) enum Start {
 /// frame where the log level alone decides it, a sampled one asks the subscriber
 /// for a light frame with span data (the bridge).
 #[inline]
-pub(crate) fn begin_call(meta: &'static Metadata<'static>, verdict: &AtomicU64) -> Start {
+pub(crate) fn begin_call(
+    meta: &'static Metadata<'static>,
+    verdict: &crate::call_span::SpanVerdict,
+) -> Start {
     let mut scope = Scope {
         pending: false,
         forced: None,
@@ -501,12 +507,21 @@ pub(crate) fn begin_call(meta: &'static Metadata<'static>, verdict: &AtomicU64) 
             sampled
         }
     };
-    if !sampled && crate::subscriber::is_current() {
-        match crate::subscriber::unsampled_verdict(meta, verdict) {
-            Some(true) => return Start::Direct,
-            Some(false) => return Start::Disabled,
-            // Not decided by the levels alone: the subscriber's filters decide.
-            None => {}
+    if crate::subscriber::is_current() {
+        if !sampled {
+            match crate::subscriber::direct_verdict(meta, UNSAMPLED, &verdict.unsampled) {
+                Some(true) => return Start::Direct,
+                Some(false) => return Start::Disabled,
+                // Not decided by the levels alone: the subscriber's filters decide.
+                None => {}
+            }
+        } else if BRIDGE.load(Ordering::Relaxed)
+            && crate::subscriber::direct_verdict(meta, SAMPLED_FRAME, &verdict.sampled)
+                == Some(true)
+        {
+            // The span never reaches the registry: what `scope` forced on the head
+            // sampler for it is put back when `scope` drops here.
+            return Start::DirectSampled;
         }
     }
     let kind = if !sampled {
@@ -546,6 +561,16 @@ pub(crate) fn push(id: &Id, light: bool) {
             .try_with(|c| c.replace(false))
             .unwrap_or(false)
     };
+    push_entry(id, light, sampled);
+}
+
+/// Pushes a light frame whose kind the caller knows (`crate::call_span`).
+#[inline]
+pub(crate) fn push_light(id: &Id, sampled: bool) {
+    push_entry(id, true, sampled);
+}
+
+fn push_entry(id: &Id, light: bool, sampled: bool) {
     let raw = id.into_u64();
     let _ = STACK.try_with(|s| {
         let mut stack = s.borrow_mut();

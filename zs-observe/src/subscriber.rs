@@ -175,7 +175,7 @@ pub(crate) fn install(
         inner: tracing_subscriber::registry().with(layers),
         // One runtime subscriber per process (it is the global default): its light
         // settings are global too, for call sites that build light frames
-        // themselves (`unsampled_verdict`).
+        // themselves (`direct_verdict`).
         light: light.then(|| {
             LIGHT.get_or_init(|| LightSettings {
                 levels: plan.level.clone(),
@@ -226,12 +226,13 @@ struct LightSettings {
 /// The light settings of the runtime's subscriber, once installed with light spans.
 static LIGHT: OnceLock<LightSettings> = OnceLock::new();
 
-/// What the log levels alone say about the span of an unsampled call at `meta`
-/// (see [`LightSettings::light_verdict`]); `None` also before the runtime's
-/// subscriber is installed with light spans. `cache` is the call site's own
-/// (`crate::call_span::SpanVerdict`): the verdict with the directives' epoch it was
-/// taken under, one atomic load per call while they do not change.
-pub(crate) fn unsampled_verdict(meta: &Metadata<'_>, cache: &AtomicU64) -> Option<bool> {
+/// What the filters alone say about a light span of `kind` (`light::UNSAMPLED` or
+/// `light::SAMPLED_FRAME`) at `meta` (see [`LightSettings::light_verdict`]); `None`
+/// also before the runtime's subscriber is installed with light spans. `cache` is
+/// the call site's own (`crate::call_span::SpanVerdict`): the verdict with the
+/// directives' epoch it was taken under, one atomic load per call while they do not
+/// change.
+pub(crate) fn direct_verdict(meta: &Metadata<'_>, kind: u8, cache: &AtomicU64) -> Option<bool> {
     let settings = LIGHT.get()?;
     // Read before the verdict is taken: a change in between leaves an entry of the
     // old epoch, taken again by the next call.
@@ -240,7 +241,7 @@ pub(crate) fn unsampled_verdict(meta: &Metadata<'_>, cache: &AtomicU64) -> Optio
     if cached >> 2 == epoch && cached & 3 != 3 {
         return decode_verdict((cached & 3) as u8);
     }
-    let verdict = settings.light_verdict(meta, crate::light::UNSAMPLED);
+    let verdict = settings.light_verdict(meta, kind);
     cache.store(
         epoch << 2 | u64::from(encode_verdict(verdict)),
         Ordering::Relaxed,
