@@ -12,9 +12,10 @@
 //! *light* span: a small frame with an id of its own, holding its metadata and its
 //! fields as recorded (rendered for the JSON log layer only if a line is written
 //! inside it). The call site builds it itself, without the dispatcher
-//! (`crate::call_span`), when the log level alone decides the span; otherwise
-//! [`crate::subscriber::ZsSubscriber`] builds it when asked for the span. Entering
-//! it pushes it on a per-thread stack ([`STACK`]); the log layer
+//! (`crate::call_span`), when the filters alone decide the span (otherwise it
+//! builds an ordinary span); [`crate::subscriber::ZsSubscriber`] keeps light ids
+//! away from the registry and its layers. Entering it pushes it on a per-thread
+//! stack ([`STACK`]); the log layer
 //! reads that stack and places light frames between the registry's spans, so log
 //! lines inside an unsampled call carry the same span fields as before.
 //!
@@ -143,20 +144,12 @@ impl Frame {
     /// logs, or records into the same span, comes back here on the same thread,
     /// where waiting for the lock would never end.
     pub(crate) fn try_fields(&self) -> Option<std::sync::MutexGuard<'_, RawFields>> {
-        match self.fields.try_lock() {
-            Ok(fields) => Some(fields),
-            Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
-            Err(std::sync::TryLockError::WouldBlock) => None,
-        }
+        try_lock(&self.fields)
     }
 
     /// The span data, unless it is being recorded right now (see [`Frame::try_fields`]).
     pub(crate) fn try_otel(&self) -> Option<std::sync::MutexGuard<'_, Option<Box<OtelFrame>>>> {
-        match self.otel.try_lock() {
-            Ok(otel) => Some(otel),
-            Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
-            Err(std::sync::TryLockError::WouldBlock) => None,
-        }
+        try_lock(&self.otel)
     }
 
     /// The span data of a sampled frame (`None` inside: an unsampled one).
@@ -173,6 +166,15 @@ impl Frame {
         }
         self.meta.store(std::ptr::null_mut(), Ordering::Release);
         self.generation.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// The lock unless it is held (a poisoned one is taken: frames hold plain data).
+fn try_lock<T>(mutex: &Mutex<T>) -> Option<std::sync::MutexGuard<'_, T>> {
+    match mutex.try_lock() {
+        Ok(guard) => Some(guard),
+        Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
     }
 }
 
@@ -365,9 +367,6 @@ pub(crate) fn frame(id: &Id) -> Option<&'static Frame> {
 }
 
 thread_local! {
-    /// Set by [`begin_call`] for the next span the subscriber is asked to create:
-    /// [`UNSAMPLED`] or [`SAMPLED_FRAME`] (`0`: an ordinary span).
-    static PENDING: Cell<u8> = const { Cell::new(0) };
     /// Set by the head sampler when the span being entered is sampled.
     static ENTERING_SAMPLED: Cell<bool> = const { Cell::new(false) };
     /// The spans entered on this thread, light and registry ones, innermost last.
@@ -446,18 +445,15 @@ pub(crate) fn release(id: &Id) -> bool {
     true
 }
 
-/// Restores the state [`begin_call`] changed once the call site's span exists.
+/// Restores what [`begin_call`] forced on the head sampler once the call site's span
+/// exists.
 pub(crate) struct Scope {
-    pending: bool,
     forced: Option<Option<Option<bool>>>,
 }
 
 impl Drop for Scope {
     #[inline]
     fn drop(&mut self) {
-        if self.pending {
-            let _ = PENDING.try_with(|p| p.set(0));
-        }
         if let Some(previous) = self.forced {
             crate::otel::head::restore_remote_parent(previous);
         }
@@ -474,24 +470,22 @@ pub(crate) enum Start {
     DirectSampled,
     /// Not at all: the log level disables it.
     Disabled,
-    /// Through `tracing`; the scope restores what was set for the subscriber
-    /// once the span exists.
+    /// Through `tracing`, as an ordinary span; the scope restores what was forced
+    /// on the head sampler once the span exists.
     Tracing(Scope),
 }
 
 /// Called by an `#[instrumented]` call site before it builds its span: decides
-/// whether the span is sampled; an unsampled one is built directly as a light
-/// frame where the log level alone decides it, a sampled one asks the subscriber
-/// for a light frame with span data (the bridge).
+/// whether the span is sampled, and whether the filters alone decide it. Then the
+/// call site builds a light frame itself (with span data for the bridge when
+/// sampled), or no span, or an ordinary span through `tracing` (another
+/// subscriber is current, or the filters need the layers).
 #[inline]
 pub(crate) fn begin_call(
     meta: &'static Metadata<'static>,
     verdict: &crate::call_span::SpanVerdict,
 ) -> Start {
-    let mut scope = Scope {
-        pending: false,
-        forced: None,
-    };
+    let mut scope = Scope { forced: None };
     if !ACTIVE.load(Ordering::Relaxed) {
         return Start::Tracing(scope);
     }
@@ -500,8 +494,8 @@ pub(crate) fn begin_call(
         None => {
             let sampled = crate::otel::head::roll(ROOT_THRESHOLD.load(Ordering::Relaxed));
             if sampled {
-                // The head sampler must keep the root this roll kept (when the span
-                // goes to the registry after all: see `ZsSubscriber::enabled`).
+                // The head sampler must keep the root this roll kept, when the span
+                // goes to the registry after all (an ordinary span, below).
                 scope.forced = Some(crate::otel::head::force_remote_parent(Some(true)));
             }
             sampled
@@ -524,28 +518,7 @@ pub(crate) fn begin_call(
             return Start::DirectSampled;
         }
     }
-    let kind = if !sampled {
-        UNSAMPLED
-    } else if BRIDGE.load(Ordering::Relaxed) {
-        SAMPLED_FRAME
-    } else {
-        0
-    };
-    if kind != 0 {
-        scope.pending = PENDING.try_with(|p| p.set(kind)).is_ok();
-    }
     Start::Tracing(scope)
-}
-
-/// The kind of light span the next span was asked to be, [`UNSAMPLED`] or
-/// [`SAMPLED_FRAME`] (`0`: none); consumes the request.
-pub(crate) fn take_pending() -> u8 {
-    PENDING.try_with(|p| p.replace(0)).unwrap_or(0)
-}
-
-/// The kind of light span asked for, without consuming the request.
-pub(crate) fn pending() -> u8 {
-    PENDING.try_with(Cell::get).unwrap_or(0)
 }
 
 /// Called by the head sampler's `on_enter`: the span being entered is sampled.

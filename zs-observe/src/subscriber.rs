@@ -293,23 +293,6 @@ impl<S> ZsSubscriber<S>
 where
     S: Subscriber,
 {
-    /// A light span for `attrs` if its call site asked for one and the log level
-    /// allows the span; for a sampled call, with its span data for the bridge.
-    fn new_light(&self, attrs: &Attributes<'_>) -> Option<Id> {
-        self.light.as_ref()?;
-        let kind = crate::light::take_pending();
-        if kind == 0 || !attrs.is_contextual() {
-            return None;
-        }
-        let otel = (kind == crate::light::SAMPLED_FRAME)
-            .then(|| crate::otel::bridge::OtelFrame::start(attrs.metadata(), |v| attrs.record(v)));
-        crate::light::create(
-            attrs.metadata(),
-            |fields| attrs.record(&mut fields.fresh()),
-            otel,
-        )
-    }
-
     /// Rewrites an explicit light parent to a registry one: the registry must
     /// never see a light id.
     fn registry_parent(&self, attrs: &Attributes<'_>) -> Option<Option<Id>> {
@@ -319,14 +302,14 @@ where
 }
 
 impl LightSettings {
-    /// What the levels alone say about the light span asked for: `Some(true)`
-    /// build it, `Some(false)` the span is disabled, `None` build an ordinary span
-    /// and let the layers' filters decide.
-    fn light_verdict(&self, meta: &Metadata<'_>, pending: u8) -> Option<bool> {
+    /// What the filters alone say about a light span of `kind`: `Some(true)` build
+    /// it, `Some(false)` the span is disabled, `None` build an ordinary span and let
+    /// the layers' filters decide.
+    fn light_verdict(&self, meta: &Metadata<'_>, kind: u8) -> Option<bool> {
         // An unsampled call's span: only the log level decides; the per-layer
         // filters are not asked (nothing of theirs will run).
         let logged = self.levels.static_verdict(meta)?;
-        if pending == crate::light::SAMPLED_FRAME {
+        if kind == crate::light::SAMPLED_FRAME {
             // A sampled one is a light frame only when both the log level and the
             // trace filter keep it; otherwise the layers decide as for any span.
             let traced = self.traces.as_ref()?.static_verdict(meta)?;
@@ -334,69 +317,6 @@ impl LightSettings {
         }
         Some(logged)
     }
-
-    /// [`Self::light_verdict`], remembered per thread by callsite until the
-    /// directives change (a directives lookup is an `ArcSwap` load and a target
-    /// match, ~120 instructions, for every call otherwise). An entry keeps both
-    /// kinds' verdicts: a callsite's unsampled and sampled calls do not evict each
-    /// other.
-    fn cached_light_verdict(&self, meta: &Metadata<'_>, pending: u8) -> Option<bool> {
-        // The callsite's address names it (and its target and level) for the
-        // life of the process.
-        let key = meta.callsite().0 as *const dyn tracing::callsite::Callsite as *const () as usize;
-        let epoch = crate::filter::epoch();
-        // Callsite statics sit at regular strides: a multiplicative hash spreads
-        // them over the slots (`key % 64` put some of the example node's in one).
-        let slot =
-            ((key as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as usize % VERDICT_SLOTS;
-        let kind = usize::from(pending == crate::light::SAMPLED_FRAME);
-        let cached = VERDICTS.try_with(|v| {
-            let e = v[slot].get();
-            (e.meta == key && e.epoch == epoch && e.verdicts[kind] != UNKNOWN)
-                .then_some(e.verdicts[kind])
-        });
-        if let Ok(Some(verdict)) = cached {
-            return decode_verdict(verdict);
-        }
-        let verdict = self.light_verdict(meta, pending);
-        let _ = VERDICTS.try_with(|v| {
-            let mut e = v[slot].get();
-            if e.meta != key || e.epoch != epoch {
-                e = Verdict {
-                    meta: key,
-                    epoch,
-                    verdicts: [UNKNOWN; 2],
-                };
-            }
-            e.verdicts[kind] = encode_verdict(verdict);
-            v[slot].set(e);
-        });
-        verdict
-    }
-}
-
-const VERDICT_SLOTS: usize = 256;
-/// A kind's verdict not asked for yet.
-const UNKNOWN: u8 = u8::MAX;
-
-#[derive(Clone, Copy)]
-struct Verdict {
-    meta: usize,
-    epoch: u64,
-    /// Unsampled, sampled.
-    verdicts: [u8; 2],
-}
-
-thread_local! {
-    static VERDICTS: [std::cell::Cell<Verdict>; VERDICT_SLOTS] = const {
-        [const {
-            std::cell::Cell::new(Verdict {
-                meta: 0,
-                epoch: u64::MAX,
-                verdicts: [UNKNOWN; 2],
-            })
-        }; VERDICT_SLOTS]
-    };
 }
 
 fn encode_verdict(verdict: Option<bool>) -> u8 {
@@ -432,32 +352,10 @@ where
     }
 
     fn enabled(&self, meta: &Metadata<'_>) -> bool {
-        if meta.is_span() {
-            let pending = crate::light::pending();
-            if pending != 0 {
-                if let Some(settings) = &self.light {
-                    match settings.cached_light_verdict(meta, pending) {
-                        Some(true) => return true,
-                        Some(false) => {
-                            crate::light::take_pending();
-                            return false;
-                        }
-                        // Not decided by the levels alone: an ordinary span, which
-                        // the layers' filters decide.
-                        None => {
-                            crate::light::take_pending();
-                        }
-                    }
-                }
-            }
-        }
         self.inner.enabled(meta)
     }
 
     fn new_span(&self, attrs: &Attributes<'_>) -> Id {
-        if let Some(id) = self.new_light(attrs) {
-            return id;
-        }
         match self.registry_parent(attrs) {
             None => self.inner.new_span(attrs),
             Some(parent) => {
