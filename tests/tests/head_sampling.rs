@@ -27,15 +27,30 @@ async fn handler() -> String {
         .unwrap_or_default()
 }
 
+static QUIET_FIELDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn quiet_field() -> u64 {
+    QUIET_FIELDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) as u64 + 1
+}
+
+/// A span disabled for logs (`info`) and for traces (the trace filter's `info`),
+/// sampled calls and unsampled ones alike.
+#[zs_observe::instrumented(span = "head.quiet", level = "debug", fields(cost = quiet_field()))]
+fn quiet() {
+    tracing::info!("quiet work");
+}
+
 #[test]
 fn whole_traces_are_kept_or_dropped_and_remote_flags_are_followed() {
     let receiver = Receiver::http();
+    let logs = zs_observe_tests::logs::CapturedLogs::default();
     let telemetry = zs_observe::Telemetry::builder()
         .with_service_name("head-test")
         .with_otlp_endpoint(receiver.endpoint())
         .with_sampler(zs_observe::TraceSampler::ParentBasedRatio(0.5))
         .with_trace_batch(256, Duration::from_millis(50))
-        .with_log_sink(zs_observe_tests::logs::CapturedLogs::default().sink())
+        .with_log_sink(logs.sink())
+        .with_log_format(zs_observe::LogFormat::Json)
         .install()
         .unwrap();
 
@@ -130,4 +145,41 @@ fn whole_traces_are_kept_or_dropped_and_remote_flags_are_followed() {
         assert_eq!(answer.len(), 55, "{answer}");
     }
     assert_eq!(telemetry.trace_stats().dropped_queue_full, 0);
+
+    // 4. A span disabled either way: once a call site has seen a sampled and an
+    // unsampled call (100 roots at 0.5), it remembers that and skips the sampling
+    // roll; a level change still reaches it.
+    let quiet_lines = || -> Vec<serde_json::Value> {
+        logs.json_lines()
+            .into_iter()
+            .filter(|l| l["message"] == "quiet work")
+            .collect()
+    };
+    for _ in 0..100 {
+        quiet();
+    }
+    assert_eq!(QUIET_FIELDS.load(std::sync::atomic::Ordering::Relaxed), 0);
+    let before = quiet_lines();
+    assert_eq!(before.len(), 100);
+    assert!(
+        before.iter().all(|l| l["span"].is_null()),
+        "{:#?}",
+        before[0]
+    );
+    telemetry.set_log_level("debug").unwrap();
+    for _ in 0..10 {
+        quiet();
+    }
+    let after = quiet_lines();
+    assert_eq!(after.len(), 110);
+    for line in &after[100..] {
+        assert_eq!(line["span"], "head.quiet", "{line:#?}");
+    }
+    assert_eq!(QUIET_FIELDS.load(std::sync::atomic::Ordering::Relaxed), 10);
+    telemetry.flush().unwrap();
+    assert!(receiver
+        .collected
+        .spans()
+        .iter()
+        .all(|s| s.name != "head.quiet"));
 }

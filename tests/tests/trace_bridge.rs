@@ -39,6 +39,22 @@ fn fails(code: u32) -> Result<u32, String> {
     Err(format!("code {code} refused"))
 }
 
+static QUIET_FIELDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn quiet_field() -> u64 {
+    QUIET_FIELDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    1
+}
+
+/// Disabled for logs (`info`) and for traces (the trace filter's `info`) although
+/// every call is sampled: no span, fields never evaluated, children attach to what
+/// encloses it.
+#[zs_observe::instrumented(span = "bridge.quiet", level = "debug", fields(cost = quiet_field()))]
+fn quiet() -> String {
+    tracing::info!("quiet work");
+    outbound()
+}
+
 #[zs_observe::instrumented(span = "bridge.handler")]
 async fn handler() -> String {
     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -73,6 +89,8 @@ fn bridged_and_layer_spans_make_one_tree_with_events_logs_and_headers() {
     });
     drop(root);
     assert!(fails(7).is_err());
+    // Twice: the second call finds both of the site's verdicts remembered.
+    let quiet_headers = [quiet(), quiet()];
 
     // A server span (tracing-opentelemetry) from a remote parent, a bridged handler.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -101,7 +119,7 @@ fn bridged_and_layer_spans_make_one_tree_with_events_logs_and_headers() {
     telemetry.flush().unwrap();
     let spans = receiver
         .collected
-        .wait_for(Duration::from_secs(10), |s| s.len() >= 9);
+        .wait_for(Duration::from_secs(10), |s| s.len() >= 11);
 
     // The tree: user.root > bridge.middle > user.section > bridge.leaf, and
     // user.root > bridge.outbound.
@@ -144,6 +162,24 @@ fn bridged_and_layer_spans_make_one_tree_with_events_logs_and_headers() {
     assert_eq!(failed.status_code, 2);
     assert_eq!(failed.status_message, "code 7 refused");
     assert_eq!(failed.events, vec!["exception".to_owned()]);
+
+    // The disabled debug span: not exported, fields not evaluated; the call inside
+    // it is a root of its own, its headers naming it.
+    assert!(spans.iter().all(|s| s.name != "bridge.quiet"), "{spans:#?}");
+    assert_eq!(QUIET_FIELDS.load(std::sync::atomic::Ordering::Relaxed), 0);
+    let quiet_roots: Vec<&ReceivedSpan> = spans
+        .iter()
+        .filter(|s| s.name == "bridge.outbound" && s.parent_span_id.is_empty())
+        .collect();
+    assert_eq!(quiet_roots.len(), 2, "{spans:#?}");
+    for headers in &quiet_headers {
+        assert!(
+            quiet_roots
+                .iter()
+                .any(|s| headers == &format!("00-{}-{}-01", s.trace_id, s.span_id)),
+            "{headers} names no root bridge.outbound: {quiet_roots:#?}"
+        );
+    }
 
     // The outgoing traceparent names the bridged span, sampled.
     assert_eq!(
@@ -204,4 +240,22 @@ fn bridged_and_layer_spans_make_one_tree_with_events_logs_and_headers() {
     let stats = telemetry.trace_stats();
     assert_eq!(stats.exported as usize, spans.len());
     assert_eq!(stats.dropped_queue_full + stats.dropped_export_failed, 0);
+
+    // The quiet span's remembered "disabled" verdicts give way to a level change.
+    let quiet_lines = |logs: &zs_observe_tests::logs::CapturedLogs| -> Vec<serde_json::Value> {
+        logs.json_lines()
+            .into_iter()
+            .filter(|l| l["message"] == "quiet work")
+            .collect()
+    };
+    assert!(quiet_lines(&logs)
+        .iter()
+        .all(|l| l["span"] != "bridge.quiet"));
+    telemetry.set_log_level("debug").unwrap();
+    quiet();
+    let after = quiet_lines(&logs);
+    assert_eq!(after.len(), 3, "{after:#?}");
+    assert_eq!(after[2]["span"], "bridge.quiet", "{after:#?}");
+    assert_eq!(after[2]["cost"], 1);
+    assert_eq!(QUIET_FIELDS.load(std::sync::atomic::Ordering::Relaxed), 1);
 }

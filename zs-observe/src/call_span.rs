@@ -33,7 +33,7 @@ use tracing::level_filters::{LevelFilter, STATIC_MAX_LEVEL};
 use tracing::span::Id;
 use tracing::{Metadata, Span};
 
-use crate::light::{self, Scope, Start};
+use crate::light::{self, Frame, Scope, Start};
 use crate::raw_fields::RawFields;
 
 /// A call site's remembered filter verdicts: for its unsampled spans (the log level)
@@ -66,11 +66,12 @@ enum Inner {
     Off,
     Tracing(Span),
     /// A light frame (`crate::light`) of an unsampled call, built here; released on
-    /// drop.
-    Light(Id),
+    /// drop. The frame is kept beside its id: this span holds a reference, so the
+    /// frame stays its own until then.
+    Light(Id, &'static Frame),
     /// A light frame of a sampled call with its span data for the bridge, built here;
     /// released on drop, its span data then going to the export queue.
-    Sampled(Id),
+    Sampled(Id, &'static Frame),
 }
 
 impl CallSpan {
@@ -106,12 +107,12 @@ impl CallSpan {
                 EnteredInner::Tracing(span.enter()),
                 std::marker::PhantomData,
             ),
-            Inner::Light(id) => {
-                light::push_light(id, false);
+            Inner::Light(id, frame) => {
+                light::push_light(id, frame, false);
                 Entered(EnteredInner::Light(id), std::marker::PhantomData)
             }
-            Inner::Sampled(id) => {
-                light::push_light(id, true);
+            Inner::Sampled(id, frame) => {
+                light::push_light(id, frame, true);
                 light::enter_sampled(id);
                 Entered(EnteredInner::Sampled(id), std::marker::PhantomData)
             }
@@ -127,10 +128,7 @@ impl CallSpan {
                 span.record("otel.status_code", "ERROR");
                 span.record("otel.status_description", description);
             }
-            Inner::Light(id) | Inner::Sampled(id) => {
-                let Some(frame) = light::frame(id) else {
-                    return;
-                };
+            Inner::Light(_, frame) | Inner::Sampled(_, frame) => {
                 let Some(meta) = frame.meta() else { return };
                 let fields = meta.fields();
                 let code = fields.field("otel.status_code");
@@ -148,7 +146,7 @@ impl CallSpan {
                     record(&mut *raw);
                 }
                 // A sampled frame's span data: the exported span's status.
-                if let Inner::Sampled(_) = self.0 {
+                if let Inner::Sampled(..) = self.0 {
                     if let Some(mut otel) = frame.try_otel() {
                         if let Some(otel) = otel.as_mut() {
                             otel.record(record);
@@ -162,15 +160,15 @@ impl CallSpan {
     /// Whether this is a light frame built here (tests).
     #[cfg(test)]
     fn is_light(&self) -> bool {
-        matches!(self.0, Inner::Light(_) | Inner::Sampled(_))
+        matches!(self.0, Inner::Light(..) | Inner::Sampled(..))
     }
 }
 
 impl Drop for CallSpan {
     #[inline]
     fn drop(&mut self) {
-        if let Inner::Light(id) | Inner::Sampled(id) = &self.0 {
-            light::release(id);
+        if let Inner::Light(id, frame) | Inner::Sampled(id, frame) = &self.0 {
+            light::release_owned(id, frame);
         }
     }
 }
@@ -266,11 +264,11 @@ impl Builder {
         if let Mode::Direct | Mode::DirectSampled = self.mode {
             let otel = matches!(self.mode, Mode::DirectSampled)
                 .then(|| start_span_data(self.meta, fields, &values));
-            let id = light::create(self.meta, |raw| record_values(fields, &values, raw), otel);
-            if let Some(id) = id {
+            let light = light::create(self.meta, |raw| record_values(fields, &values, raw), otel);
+            if let Some((id, frame)) = light {
                 self.span = Some(CallSpan(match self.mode {
-                    Mode::DirectSampled => Inner::Sampled(id),
-                    _ => Inner::Light(id),
+                    Mode::DirectSampled => Inner::Sampled(id, frame),
+                    _ => Inner::Light(id, frame),
                 }));
                 return;
             }

@@ -381,11 +381,13 @@ impl Drop for Guard {
                 histograms,
                 in_flight,
             }) => {
+                // One look at this thread's shard for both cells.
+                let thread = exposition::thread_number();
                 if let Some(c) = counters {
-                    c[index].add(1);
+                    c[index].add_from(thread, 1);
                 }
                 if let (Some(h), Some(nanos)) = (histograms, nanos) {
-                    h[index].observe_nanos(nanos);
+                    h[index].observe_nanos_from(thread, nanos);
                 }
                 if let Some(g) = in_flight {
                     metrics::GaugeFn::decrement(&**g, 1.0);

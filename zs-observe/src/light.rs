@@ -376,6 +376,10 @@ thread_local! {
 #[derive(Clone, Copy)]
 struct Entry {
     id: u64,
+    /// A light span's frame (`None`: a registry span, or a light id whose span was
+    /// closed): kept here so that `Span::current()`, the carrier's records and log
+    /// lines need not look the id up.
+    frame: Option<&'static Frame>,
     light: bool,
     sampled: bool,
     /// Entered again while already on the stack (the registry skips these too).
@@ -401,7 +405,7 @@ pub(crate) fn create(
     meta: &'static Metadata<'static>,
     fill: impl FnOnce(&mut RawFields),
     otel: Option<Box<OtelFrame>>,
-) -> Option<Id> {
+) -> Option<(Id, &'static Frame)> {
     let sampled = otel.is_some();
     let index = arena::take()?;
     let Some(frame) = arena::slot(index) else {
@@ -416,7 +420,7 @@ pub(crate) fn create(
     let meta: *const Metadata<'static> = meta;
     frame.meta.store(meta.cast_mut(), Ordering::Release);
     let generation = frame.generation.load(Ordering::Relaxed);
-    encode(key(index, generation), sampled)
+    Some((encode(key(index, generation), sampled)?, frame))
 }
 
 pub(crate) fn clone(id: &Id) {
@@ -430,6 +434,18 @@ pub(crate) fn release(id: &Id) -> bool {
     let Some((index, frame)) = decode(id).and_then(lookup) else {
         return false;
     };
+    release_frame(id, index, frame)
+}
+
+/// [`release`] by the owner of a reference who kept the frame (`crate::call_span`):
+/// no slot lookup, the reference keeps the frame's generation current.
+#[inline]
+pub(crate) fn release_owned(id: &Id, frame: &'static Frame) -> bool {
+    let Some(key) = decode(id) else { return false };
+    release_frame(id, (key & INDEX_MASK) as u32, frame)
+}
+
+fn release_frame(id: &Id, index: u32, frame: &'static Frame) -> bool {
     if frame.refs.fetch_sub(1, Ordering::AcqRel) != 1 {
         return false;
     }
@@ -489,6 +505,12 @@ pub(crate) fn begin_call(
     if !ACTIVE.load(Ordering::Relaxed) {
         return Start::Tracing(scope);
     }
+    let current = crate::subscriber::is_current();
+    // Disabled either way (a `debug` span under `info`, say): no sampling decision,
+    // no look at the span stack.
+    if current && crate::subscriber::cached_disabled(verdict) {
+        return Start::Disabled;
+    }
     let sampled = match innermost() {
         Some(entry) => entry.sampled,
         None => {
@@ -501,7 +523,7 @@ pub(crate) fn begin_call(
             sampled
         }
     };
-    if crate::subscriber::is_current() {
+    if current {
         if !sampled {
             match crate::subscriber::direct_verdict(meta, UNSAMPLED, &verdict.unsampled) {
                 Some(true) => return Start::Direct,
@@ -509,13 +531,14 @@ pub(crate) fn begin_call(
                 // Not decided by the levels alone: the subscriber's filters decide.
                 None => {}
             }
-        } else if BRIDGE.load(Ordering::Relaxed)
-            && crate::subscriber::direct_verdict(meta, SAMPLED_FRAME, &verdict.sampled)
-                == Some(true)
-        {
+        } else if BRIDGE.load(Ordering::Relaxed) {
             // The span never reaches the registry: what `scope` forced on the head
             // sampler for it is put back when `scope` drops here.
-            return Start::DirectSampled;
+            match crate::subscriber::direct_verdict(meta, SAMPLED_FRAME, &verdict.sampled) {
+                Some(true) => return Start::DirectSampled,
+                Some(false) => return Start::Disabled,
+                None => {}
+            }
         }
     }
     Start::Tracing(scope)
@@ -527,29 +550,31 @@ pub(crate) fn entering_sampled() {
 }
 
 pub(crate) fn push(id: &Id, light: bool) {
-    let sampled = if light {
-        is_sampled_light(id)
+    let (sampled, frame) = if light {
+        (is_sampled_light(id), frame(id))
     } else {
-        ENTERING_SAMPLED
+        let sampled = ENTERING_SAMPLED
             .try_with(|c| c.replace(false))
-            .unwrap_or(false)
+            .unwrap_or(false);
+        (sampled, None)
     };
-    push_entry(id, light, sampled);
+    push_entry(id, frame, light, sampled);
 }
 
 /// Pushes a light frame whose kind the caller knows (`crate::call_span`).
 #[inline]
-pub(crate) fn push_light(id: &Id, sampled: bool) {
-    push_entry(id, true, sampled);
+pub(crate) fn push_light(id: &Id, frame: &'static Frame, sampled: bool) {
+    push_entry(id, Some(frame), true, sampled);
 }
 
-fn push_entry(id: &Id, light: bool, sampled: bool) {
+fn push_entry(id: &Id, frame: Option<&'static Frame>, light: bool, sampled: bool) {
     let raw = id.into_u64();
     let _ = STACK.try_with(|s| {
         let mut stack = s.borrow_mut();
         let duplicate = stack.iter().any(|e| e.id == raw && !e.duplicate);
         stack.push(Entry {
             id: raw,
+            frame,
             light,
             sampled,
             duplicate,
@@ -570,6 +595,19 @@ pub(crate) fn pop(id: &Id) {
     });
 }
 
+impl Entry {
+    /// The light frame of this entry while its span is open: a frame closed while
+    /// still entered (a leaked guard) may hold a later span by now, which its
+    /// generation tells.
+    #[inline]
+    fn live_frame(&self) -> Option<&'static Frame> {
+        let frame = self.frame?;
+        let key = decode(&Id::from_u64(self.id))?;
+        let generation = u64::from(frame.generation.load(Ordering::Acquire));
+        (generation & (KEY_MASK >> arena::INDEX_BITS) == key >> arena::INDEX_BITS).then_some(frame)
+    }
+}
+
 /// The innermost entered span (entries re-entered while on the stack skipped).
 fn innermost() -> Option<Entry> {
     STACK
@@ -585,9 +623,9 @@ pub(crate) fn innermost_light() -> Option<(Id, bool)> {
         .map(|e| (Id::from_u64(e.id), e.sampled))
 }
 
-/// The innermost entered span if it is light.
-pub(crate) fn current_light() -> Option<Id> {
-    innermost_light().map(|(id, _)| id)
+/// The frame of the innermost entered span if it is light.
+pub(crate) fn current_light_frame() -> Option<&'static Frame> {
+    innermost().filter(|e| e.light).and_then(|e| e.live_frame())
 }
 
 /// When the innermost entered span is light: whether it is sampled (a span
@@ -654,17 +692,17 @@ pub(crate) fn entered_frames(out: &mut Vec<(Option<u64>, Id)>) {
 
 /// Finds the entered light frame whose metadata has `callsite` (records made
 /// through `Span::current()`, which names the carrier).
-pub(crate) fn entered_frame_of(callsite: &tracing::callsite::Identifier) -> Option<Id> {
+pub(crate) fn entered_frame_of(
+    callsite: &tracing::callsite::Identifier,
+) -> Option<(Id, &'static Frame)> {
     STACK
         .try_with(|s| {
             s.borrow()
                 .iter()
                 .rev()
                 .filter(|e| e.light)
-                .map(|e| Id::from_u64(e.id))
-                .find(|id| {
-                    frame(id).is_some_and(|f| f.meta().is_some_and(|m| &m.callsite() == callsite))
-                })
+                .filter_map(|e| Some((Id::from_u64(e.id), e.live_frame()?)))
+                .find(|(_, f)| f.meta().is_some_and(|m| &m.callsite() == callsite))
         })
         .ok()
         .flatten()
@@ -698,7 +736,9 @@ mod tests {
 
     #[test]
     fn frames_are_freed_with_their_last_reference() {
-        let id = create(crate::light::carrier_meta(), |f| f.set_u64("a", 1), None).unwrap();
+        let id = create(crate::light::carrier_meta(), |f| f.set_u64("a", 1), None)
+            .unwrap()
+            .0;
         clone(&id);
         assert!(!release(&id));
         assert_eq!(frame(&id).unwrap().fields().len(), 1);
@@ -707,11 +747,32 @@ mod tests {
     }
 
     #[test]
+    fn a_frame_closed_while_entered_is_not_read_through_the_stack() {
+        let meta = crate::light::carrier_meta();
+        let (id, frame) = create(meta, |f| f.set_u64("a", 1), None).unwrap();
+        push_light(&id, frame, false);
+        assert!(current_light_frame().is_some_and(|f| std::ptr::eq(f, frame)));
+        assert!(entered_frame_of(&meta.callsite()).is_some_and(|(i, _)| i == id));
+        // Closed while still on the stack (a leaked guard); the slot then holds a
+        // later span.
+        assert!(release_owned(&id, frame));
+        let (later, reused) = create(meta, |_| {}, None).unwrap();
+        assert!(
+            std::ptr::eq(reused, frame),
+            "this thread's free list reuses the slot"
+        );
+        assert!(current_light_frame().is_none());
+        assert!(entered_frame_of(&meta.callsite()).is_none());
+        pop(&id);
+        assert!(release(&later));
+    }
+
+    #[test]
     fn a_freed_slot_is_reused_under_a_new_id_and_the_old_id_names_nothing() {
         let meta = crate::light::carrier_meta();
-        let first = create(meta, |f| f.set_u64("a", 1), None).unwrap();
+        let first = create(meta, |f| f.set_u64("a", 1), None).unwrap().0;
         assert!(release(&first));
-        let second = create(meta, |_| {}, None).unwrap();
+        let second = create(meta, |_| {}, None).unwrap().0;
         // The same slot (this thread's free list), a new generation.
         let index = |id: &Id| decode(id).unwrap() & INDEX_MASK;
         assert_eq!(index(&first), index(&second));
@@ -732,7 +793,7 @@ mod tests {
         let meta = crate::light::carrier_meta();
         // More than a chunk's slots, alive at once.
         let ids: Vec<Id> = (0..3000u64)
-            .map(|i| create(meta, |f| f.set_u64("i", i), None).unwrap())
+            .map(|i| create(meta, |f| f.set_u64("i", i), None).unwrap().0)
             .collect();
         let distinct: std::collections::HashSet<u64> = ids.iter().map(Id::into_u64).collect();
         assert_eq!(distinct.len(), ids.len());
@@ -755,7 +816,7 @@ mod tests {
         // new frames reuse those slots instead of fresh ones.
         let fresh_before = arena_fresh();
         let again: Vec<Id> = (0..3000)
-            .map(|_| create(meta, |_| {}, None).unwrap())
+            .map(|_| create(meta, |_| {}, None).unwrap().0)
             .collect();
         assert!(
             arena_fresh() - fresh_before < 3000,

@@ -249,6 +249,17 @@ pub(crate) fn direct_verdict(meta: &Metadata<'_>, kind: u8, cache: &AtomicU64) -
     verdict
 }
 
+/// Whether the call site's remembered verdicts say its span is disabled whether or
+/// not the call is sampled, under the current directives: such a call needs no
+/// sampling decision (`crate::light::begin_call`). Both verdicts are remembered
+/// after the first unsampled and the first sampled call of the site.
+#[inline]
+pub(crate) fn cached_disabled(verdict: &crate::call_span::SpanVerdict) -> bool {
+    let disabled = crate::filter::epoch() << 2 | u64::from(encode_verdict(Some(false)));
+    verdict.unsampled.load(Ordering::Relaxed) == disabled
+        && verdict.sampled.load(Ordering::Relaxed) == disabled
+}
+
 /// Answers `Dispatch::is` for the runtime's subscriber, whatever its layers.
 struct Marker;
 
@@ -310,10 +321,15 @@ impl LightSettings {
         // filters are not asked (nothing of theirs will run).
         let logged = self.levels.static_verdict(meta)?;
         if kind == crate::light::SAMPLED_FRAME {
-            // A sampled one is a light frame only when both the log level and the
-            // trace filter keep it; otherwise the layers decide as for any span.
+            // A sampled one is a light frame when both the log level and the trace
+            // filter keep it, and disabled when neither does (no layer of the
+            // runtime would record it); otherwise the layers decide as for any span.
             let traced = self.traces.as_ref()?.static_verdict(meta)?;
-            return (logged && traced).then_some(true);
+            return match (logged, traced) {
+                (true, true) => Some(true),
+                (false, false) => Some(false),
+                _ => None,
+            };
         }
         Some(logged)
     }
@@ -373,7 +389,7 @@ where
         if self.light.is_none() {
             return self.inner.record(span, values);
         }
-        let target = if crate::light::is_light(span) {
+        let (target, frame) = if crate::light::is_light(span) {
             let Some(frame) = crate::light::frame(span) else {
                 return;
             };
@@ -383,25 +399,23 @@ where
                 return;
             };
             values.record(&mut *fields);
-            span.clone()
+            (span.clone(), frame)
         } else if crate::light::is_carrier_id(span) {
             // `Span::current()` inside a light span names the carrier with the
             // light span's metadata: the values belong to that light span.
             let mut visitor = CarrierRecord::default();
             values.record(&mut visitor);
             match visitor.target {
-                Some((id, _)) => id,
+                Some((id, frame, _)) => (id, frame),
                 None => return,
             }
         } else {
             return self.inner.record(span, values);
         };
         if crate::light::is_sampled_light(&target) {
-            if let Some(frame) = crate::light::frame(&target) {
-                if let Some(mut otel) = frame.try_otel() {
-                    if let Some(otel) = otel.as_mut() {
-                        otel.record(|v| values.record(v));
-                    }
+            if let Some(mut otel) = frame.try_otel() {
+                if let Some(otel) = otel.as_mut() {
+                    otel.record(|v| values.record(v));
                 }
             }
         }
@@ -505,8 +519,8 @@ where
     }
 
     fn current_span(&self) -> Current {
-        if let Some(light) = crate::light::current_light() {
-            let meta = crate::light::frame(&light).and_then(|f| f.meta());
+        if let Some(frame) = crate::light::current_light_frame() {
+            let meta = frame.meta();
             if let (Some(meta), Some(carrier)) = (meta, crate::light::carrier()) {
                 return Current::new(carrier, meta);
             }
@@ -521,7 +535,11 @@ where
 #[derive(Default)]
 struct CarrierRecord {
     looked_up: bool,
-    target: Option<(Id, MutexGuard<'static, RawFields>)>,
+    target: Option<(
+        Id,
+        &'static crate::light::Frame,
+        MutexGuard<'static, RawFields>,
+    )>,
 }
 
 impl CarrierRecord {
@@ -531,9 +549,9 @@ impl CarrierRecord {
             // Busy fields (a record from inside the formatting of a value being
             // recorded into the same span): the record is dropped.
             self.target = crate::light::entered_frame_of(&field.callsite())
-                .and_then(|id| Some((id.clone(), crate::light::frame(&id)?.try_fields()?)));
+                .and_then(|(id, frame)| Some((id, frame, frame.try_fields()?)));
         }
-        self.target.as_mut().map(|(_, fields)| &mut **fields)
+        self.target.as_mut().map(|(_, _, fields)| &mut **fields)
     }
 }
 

@@ -25,18 +25,17 @@ pub(crate) fn site_shards() -> usize {
     })
 }
 
-/// This thread's shard among `shards` (a power of two). Threads are numbered in the
-/// order they first record, so the first `shards` threads never share a shard.
+/// This thread's number, which picks its shard in every sharded cell (see
+/// [`Sharded::base_for`]). Threads are numbered in the order they first record, so
+/// the first `shards` threads never share a shard. Taken once per call by
+/// `#[instrumented]` call sites that write several cells.
 #[inline]
-fn shard_of_thread(shards: usize) -> usize {
-    if shards == 1 {
-        return 0;
-    }
+pub(crate) fn thread_number() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
         static INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
     }
-    let index = INDEX.with(|i| {
+    INDEX.with(|i| {
         let v = i.get();
         if v != usize::MAX {
             return v;
@@ -44,8 +43,7 @@ fn shard_of_thread(shards: usize) -> usize {
         let v = NEXT.fetch_add(1, Relaxed);
         i.set(v);
         v
-    });
-    index & (shards - 1)
+    })
 }
 
 /// `shards` copies of `width` words, each at least [`GAP_WORDS`] from the next.
@@ -74,7 +72,16 @@ impl Sharded {
     /// The first word of this thread's shard.
     #[inline]
     fn base(&self) -> usize {
-        shard_of_thread(self.shards) * self.stride
+        if self.shards == 1 {
+            return 0;
+        }
+        self.base_for(thread_number())
+    }
+
+    /// The first word of the shard of the thread numbered `thread` ([`thread_number`]).
+    #[inline]
+    fn base_for(&self, thread: usize) -> usize {
+        (thread & (self.shards - 1)) * self.stride
     }
 
     #[inline]
@@ -114,6 +121,17 @@ impl CounterCell {
     pub(crate) fn add(&self, n: u64) {
         match &self.shards {
             Some(s) => s.add(s.base(), 0, n),
+            None => {
+                self.value.fetch_add(n, Relaxed);
+            }
+        }
+    }
+
+    /// [`CounterCell::add`] from the thread numbered `thread` ([`thread_number`]).
+    #[inline]
+    pub(crate) fn add_from(&self, thread: usize, n: u64) {
+        match &self.shards {
+            Some(s) => s.add(s.base_for(thread), 0, n),
             None => {
                 self.value.fetch_add(n, Relaxed);
             }
@@ -273,16 +291,17 @@ impl HistogramCell {
         });
     }
 
-    /// Records one duration in nanoseconds: one bucket increment and one integer add.
+    /// Records one duration in nanoseconds, from the thread numbered `thread`
+    /// ([`thread_number`]): one bucket increment and one integer add.
     #[inline]
-    pub(crate) fn observe_nanos(&self, nanos: u64) {
+    pub(crate) fn observe_nanos_from(&self, thread: usize, nanos: u64) {
+        let base = self.words.base_for(thread);
         let bucket = self
             .bounds
             .upper_nanos
             .iter()
             .position(|b| nanos <= *b)
             .unwrap_or(self.bounds.upper_nanos.len());
-        let base = self.words.base();
         self.words.add(base, bucket, 1);
         self.words.add(base, self.bounds.buckets() + 1, nanos);
     }
@@ -343,7 +362,7 @@ mod tests {
     fn nanosecond_observations_use_the_same_bounds() {
         let cell = HistogramCell::new(Bounds::new(&[0.005, 0.01]), 4);
         for n in [5_000_000, 5_000_001, 10_000_000, 10_000_001] {
-            cell.observe_nanos(n);
+            cell.observe_nanos_from(thread_number(), n);
         }
         cell.observe(0.004);
         let mut scratch = Vec::new();
@@ -362,7 +381,7 @@ mod tests {
                 std::thread::spawn(move || {
                     for _ in 0..10_000 {
                         c.add(1);
-                        h.observe_nanos(1);
+                        h.observe_nanos_from(thread_number(), 1);
                     }
                 })
             })

@@ -40,7 +40,7 @@ use metrics::{
 
 use crate::cardinality::{self, OVERFLOW_VALUE};
 
-pub(crate) use cells::{site_shards, Bounds, CounterCell, GaugeCell, HistogramCell};
+pub(crate) use cells::{site_shards, thread_number, Bounds, CounterCell, GaugeCell, HistogramCell};
 
 /// `metrics::Key` hashes itself once, at construction; its `Hash` writes that one
 /// `u64`, which this hasher passes through.
