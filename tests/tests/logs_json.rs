@@ -15,6 +15,11 @@ const SECRET: &str = "s3cr3t-value-planted";
 async fn submit(task_id: String, customer_ssn: String) -> usize {
     tracing::info!(token = SECRET, size = 3, "task \"accepted\"\nnext line");
     tracing::debug!("debug detail");
+    // No endpoint here: the sampled span keeps only its context, which still gives
+    // this line its ids and the next service its `traceparent`.
+    let headers = zs_observe::propagation::current_headers();
+    let traceparent = headers["traceparent"].to_str().unwrap_or_default();
+    tracing::info!(traceparent, "calling the next service");
     task_id.len() + customer_ssn.len()
 }
 
@@ -113,6 +118,21 @@ async fn json_lines_carry_fields_trace_ids_request_ids_and_no_secrets() {
     assert_eq!(first["http.route"], "/tasks/{id}");
     assert_eq!(first["trace_id"].as_str().unwrap().len(), 32);
     assert_eq!(first["span_id"].as_str().unwrap().len(), 16);
+    // The outgoing header names the span the line was written in, sampled.
+    let calling = lines_with(logs, "calling the next service");
+    assert_eq!(calling.len(), 2, "{}", logs.text());
+    for line in &calling {
+        let (trace_id, span_id) = (line["trace_id"].as_str(), line["span_id"].as_str());
+        assert_eq!(
+            line["traceparent"].as_str(),
+            Some(format!("00-{}-{}-01", trace_id.unwrap(), span_id.unwrap()).as_str()),
+            "{line}"
+        );
+        assert_eq!(line["span"], "task.submit");
+    }
+    let same_call = calling.iter().find(|l| l["task_id"] == "t-42").unwrap();
+    assert_eq!(same_call["trace_id"], first["trace_id"]);
+    assert_eq!(same_call["span_id"], first["span_id"]);
     let second = accepted.iter().find(|l| l["task_id"] == "t-43").unwrap();
     assert_eq!(second["request_id"], generated.as_str());
     assert_ne!(second["trace_id"], first["trace_id"]);

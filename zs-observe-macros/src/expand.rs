@@ -55,13 +55,62 @@ pub(crate) fn expand_with(args: TokenStream, item: TokenStream, disabled: bool) 
         return fallback(func.item.into_token_stream(), cx);
     }
     if disabled {
-        return func.item.into_token_stream();
+        return compiled_out(&parsed_args, func);
     }
     let tracked = match (&catalog, &checked) {
         (Some(loaded), Some(_)) => Some(loaded.path.display().to_string()),
         _ => None,
     };
     expand(&parsed_args, func, tracked.as_deref())
+}
+
+/// The `disabled` feature: the function as written, its body preceded by one
+/// statement that never runs and reads what the instrumentation would have read
+/// (the parameters it records, its field and label expressions). Without it a
+/// parameter or a helper used only by the attribute becomes an `unused` warning in
+/// the compiled-out build, an error under `#![deny(warnings)]`. The optimiser
+/// removes the statement: the function compiles to the same code as without the
+/// attribute.
+fn compiled_out(args: &Args, func: Func) -> TokenStream {
+    let Func { mut item, params } = func;
+    let mut reads: Vec<TokenStream> = Vec::new();
+    if !matches!(args.span, Some(SpanArg::Off)) {
+        if args.skip_all.is_none() {
+            let user_fields: Vec<String> = args.fields.iter().map(|f| f.name_string()).collect();
+            for param in &params {
+                let ident = &param.ident;
+                if args.skips.iter().any(|s| s == ident) || user_fields.contains(&ident.to_string())
+                {
+                    continue;
+                }
+                reads.push(quote!(&#ident));
+            }
+        }
+        for field in &args.fields {
+            if let Some((_, expr)) = &field.value {
+                reads.push(quote!(&(#expr)));
+            }
+        }
+    }
+    for label in &args.labels {
+        if let LabelValue::Expr(expr) = &label.value {
+            reads.push(quote!(&(#expr)));
+        }
+    }
+    // An `#[async_trait]` body moved its parameters into a boxed future already:
+    // left as written.
+    let is_async = item.sig.asyncness.is_some();
+    if reads.is_empty() || matches!(Func::shape(&mut item.block, is_async), Shape::AsyncTrait(_)) {
+        return item.into_token_stream();
+    }
+    let stmt: syn::Stmt = syn::parse_quote! {
+        #[allow(unreachable_code, clippy::all)]
+        if false {
+            let _ = (#(#reads,)*);
+        }
+    };
+    item.block.stmts.insert(0, stmt);
+    item.into_token_stream()
 }
 
 /// On error: the original item, untouched, next to the errors, so one mistake
@@ -614,8 +663,42 @@ mod tests {
         );
         let out = expand_with(args, item(), true);
         let expected: syn::ItemFn = syn::parse2(item()).unwrap();
-        let actual: syn::ItemFn = syn::parse2(out).unwrap();
+        let mut actual: syn::ItemFn = syn::parse2(out).unwrap();
+        // One statement first, reading the recorded parameter inside `if false`.
+        let first = actual.block.stmts.remove(0);
+        assert_eq!(
+            first.to_token_stream().to_string(),
+            quote!(
+                #[allow(unreachable_code, clippy::all)]
+                if false {
+                    let _ = (&id,);
+                }
+            )
+            .to_string()
+        );
         assert_eq!(actual, expected);
+    }
+
+    #[test]
+    fn disabled_reads_fields_and_labels_but_not_skipped_parameters() {
+        let args = quote!(
+            span = "db.fetch",
+            counter = "db_fetch_total",
+            labels(table = table_name(id)),
+            fields(kind = %kind_of(id)),
+            skip(id)
+        );
+        let out = expand_with(args, item(), true).to_string();
+        let reads = quote!(let _ = (&(kind_of(id)), &(table_name(id)),);).to_string();
+        assert!(out.contains(&reads), "{out}");
+        // Nothing to read: the function exactly as written.
+        let out = expand_with(
+            quote!(span = false, counter = "db_fetch_total"),
+            item(),
+            true,
+        );
+        let expected: syn::ItemFn = syn::parse2(item()).unwrap();
+        assert_eq!(syn::parse2::<syn::ItemFn>(out).unwrap(), expected);
     }
 
     #[test]

@@ -69,8 +69,22 @@ pub(crate) fn install(processor: Option<Arc<QueueProcessor>>) -> bool {
     .is_ok()
 }
 
+/// Whether finished spans go anywhere: the bridge is installed with a processor (an
+/// endpoint is configured).
+fn exporting() -> bool {
+    SINK.get().is_some_and(|sink| sink.processor.is_some())
+}
+
 /// The OpenTelemetry part of a sampled light frame.
+///
+/// Without an endpoint nothing reads a span's data, only its context: log lines take
+/// their trace and span ids from it, outgoing requests their `traceparent`. Such a
+/// frame keeps the context and records nothing else (no attributes, events, timings
+/// or status; no span data built at the end): a sampled call costs little more than an
+/// unsampled one then.
 pub(crate) struct OtelFrame {
+    /// Whether the span's data is kept and handed to the processor at the end.
+    exporting: bool,
     /// The context attached while the frame is entered: the parent's, with this
     /// span's context.
     cx: Context,
@@ -153,22 +167,32 @@ impl OtelFrame {
             trace_state,
         );
         let cx = parent.with_remote_span_context(span_context.clone());
-        let mut attributes = Vec::with_capacity(meta.fields().len() + 4);
-        THREAD.with(|(id, name)| {
-            attributes.push(KeyValue::new("thread.id", *id));
-            if let Some(name) = name {
-                attributes.push(KeyValue::new("thread.name", name.clone()));
-            }
-        });
+        let exporting = exporting();
+        let mut attributes = Vec::new();
+        if exporting {
+            attributes.reserve_exact(meta.fields().len() + 4);
+            THREAD.with(|(id, name)| {
+                attributes.push(KeyValue::new("thread.id", *id));
+                if let Some(name) = name {
+                    attributes.push(KeyValue::new("thread.name", name.clone()));
+                }
+            });
+        }
         let now = crate::callsite::clock().raw();
         let mut frame = Box::new(OtelFrame {
+            exporting,
             cx,
             span_context,
             parent_span_id,
             parent_is_remote,
             name: Cow::Borrowed(meta.name()),
             kind: SpanKind::Internal,
-            start: opentelemetry::time::now(),
+            // The wall clock is read only for a span that is exported.
+            start: if exporting {
+                opentelemetry::time::now()
+            } else {
+                SystemTime::UNIX_EPOCH
+            },
             start_raw: now,
             last: now,
             last_exit: None,
@@ -181,7 +205,9 @@ impl OtelFrame {
             dropped_events: 0,
             status: Status::Unset,
         });
-        record(&mut AttributeVisitor(&mut frame));
+        if exporting {
+            record(&mut AttributeVisitor(&mut frame));
+        }
         frame
     }
 
@@ -192,11 +218,13 @@ impl OtelFrame {
 
     /// Records `Span::record` values.
     pub(crate) fn record(&mut self, record: impl FnOnce(&mut dyn Visit)) {
-        record(&mut AttributeVisitor(self));
+        if self.exporting {
+            record(&mut AttributeVisitor(self));
+        }
     }
 
     pub(crate) fn entered(&mut self) {
-        if self.entered == 0 {
+        if self.exporting && self.entered == 0 {
             let now = crate::callsite::clock().raw();
             self.idle += delta(self.last, now);
             self.last = now;
@@ -206,7 +234,7 @@ impl OtelFrame {
 
     pub(crate) fn exited(&mut self) {
         self.entered = self.entered.saturating_sub(1);
-        if self.entered == 0 {
+        if self.exporting && self.entered == 0 {
             let now = crate::callsite::clock().raw();
             self.busy += delta(self.last, now);
             self.last = now;
@@ -216,6 +244,9 @@ impl OtelFrame {
 
     /// Records an event inside the frame.
     pub(crate) fn event(&mut self, event: &tracing::Event<'_>) {
+        if !self.exporting {
+            return;
+        }
         let meta = event.metadata();
         if self.status == Status::Unset && *meta.level() == tracing::Level::ERROR {
             self.status = Status::error("");
@@ -260,6 +291,9 @@ impl OtelFrame {
     /// Ends the span and hands it to the processor.
     pub(crate) fn finish(self: Box<OtelFrame>) {
         let Some(sink) = SINK.get() else { return };
+        let Some(processor) = sink.processor.as_ref().filter(|_| self.exporting) else {
+            return;
+        };
         let frame = *self;
         let clock = crate::callsite::clock();
         let end_raw = frame.last_exit.unwrap_or_else(|| clock.raw());
@@ -285,9 +319,7 @@ impl OtelFrame {
             status: frame.status,
             instrumentation_scope: sink.scope.clone(),
         };
-        if let Some(processor) = &sink.processor {
-            processor.on_end(data);
-        }
+        processor.on_end(data);
     }
 }
 
