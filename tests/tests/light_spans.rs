@@ -379,3 +379,52 @@ fn a_value_that_logs_while_it_is_recorded_does_not_deadlock() {
         "the outer record is kept: {after}"
     );
 }
+
+#[zs_observe::instrumented(span = "record.op", fields(a, b, token))]
+fn records_through_record_current(n: u64) {
+    zs_observe::record_current("a", n * 10);
+    zs_observe::record_current("b", tracing::field::display("shown"));
+    zs_observe::record_current("token", "s3cr3t");
+    // Not a field of the span: ignored, as `Span::record` ignores it.
+    zs_observe::record_current("missing", 1u64);
+    // A registry span inside: recorded through `tracing`, into that span.
+    let user = tracing::info_span!("user.records", z = tracing::field::Empty);
+    user.in_scope(|| {
+        zs_observe::record_current("z", 5u64);
+        zs_observe::record_current("a", 99u64);
+        tracing::info!(n, "in the user span");
+    });
+    // Replaced: the later value is the one a line sees.
+    zs_observe::record_current("a", n * 100);
+    tracing::info!(n, "after records");
+}
+
+#[test]
+fn record_current_reaches_the_current_span_whatever_its_kind() {
+    let (_, logs) = setup();
+    // Outside any span: nothing to record into, nothing happens.
+    zs_observe::record_current("a", 1u64);
+    records_through_record_current(3);
+    let after: Vec<Value> = logs
+        .json_lines()
+        .into_iter()
+        .filter(|l| l["message"] == "after records" && l["n"] == 3)
+        .collect();
+    assert_eq!(after.len(), 1, "{after:#?}");
+    let l = &after[0];
+    assert_eq!(l["span"], "record.op");
+    assert_eq!(l["a"], 300);
+    assert_eq!(l["b"], "shown");
+    assert_eq!(l["token"], zs_observe::REDACTED, "redacted like any field");
+    assert!(l.get("missing").is_none(), "{l}");
+    let inside: Vec<Value> = logs
+        .json_lines()
+        .into_iter()
+        .filter(|l| l["message"] == "in the user span" && l["n"] == 3)
+        .collect();
+    assert_eq!(inside.len(), 1, "{inside:#?}");
+    assert_eq!(inside[0]["span"], "user.records");
+    assert_eq!(inside[0]["z"], 5);
+    // The registry span has no `a`: the light span's value at that time shows.
+    assert_eq!(inside[0]["a"], 30);
+}

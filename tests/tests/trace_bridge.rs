@@ -16,9 +16,10 @@ fn leaf(x: u64) -> u64 {
     x + 1
 }
 
-#[zs_observe::instrumented(span = "bridge.middle", fields(note = tracing::field::Empty))]
+#[zs_observe::instrumented(span = "bridge.middle", fields(note = tracing::field::Empty, fast))]
 fn middle(x: u64) -> u64 {
     tracing::Span::current().record("note", "recorded later");
+    zs_observe::record_current("fast", 17u64);
     // A user span between two bridged spans.
     let user = tracing::info_span!("user.section", part = "b");
     let _entered = user.enter();
@@ -145,6 +146,11 @@ fn bridged_and_layer_spans_make_one_tree_with_events_logs_and_headers() {
     assert_eq!(
         middle.attributes.get("note").map(String::as_str),
         Some("recorded later")
+    );
+    assert_eq!(
+        middle.attributes.get("fast").map(String::as_str),
+        Some("17"),
+        "record_current reaches a sampled span's data"
     );
     for key in ["thread.id", "busy_ns", "idle_ns"] {
         assert!(leaf.attributes.contains_key(key), "{key}: {leaf:#?}");

@@ -56,6 +56,27 @@ impl SpanVerdict {
     }
 }
 
+/// Records `value` into the current span's field `name`: what
+/// `tracing::Span::current().record(name, value)` does, for less when the current span
+/// is an `#[instrumented]` call's under the runtime's subscriber (no `Span` handle is
+/// taken, cloned and closed through `tracing`'s dispatcher: ~80 instructions instead
+/// of ~250, ~60 instead of ~180 when the span has no field of that name). Anywhere
+/// else it is exactly that call.
+///
+/// ```
+/// #[zs_observe::instrumented(span = "blob.store", fields(bytes), skip(blob))]
+/// fn store(blob: &[u8]) {
+///     zs_observe::record_current("bytes", blob.len());
+/// }
+/// store(b"abc");
+/// ```
+pub fn record_current<V: Value>(name: &str, value: V) {
+    if crate::subscriber::is_current() && light::record_in_innermost(name, &value) {
+        return;
+    }
+    Span::current().record(name, value);
+}
+
 /// The span of one `#[instrumented]` call: an ordinary `tracing` span, or a light
 /// frame built without the dispatcher.
 #[doc(hidden)]

@@ -30,6 +30,7 @@ mod redact;
 mod subscriber;
 mod telemetry;
 
+pub use call_span::record_current;
 pub use callsite::{Completion, Outcome};
 pub use cardinality::bounded_label;
 pub use exposition::{MetricsHandle, SeriesCount};

@@ -623,6 +623,37 @@ pub(crate) fn innermost_light() -> Option<(Id, bool)> {
         .map(|e| (Id::from_u64(e.id), e.sampled))
 }
 
+/// Records `value` under `name` into the innermost entered span if it is a light
+/// frame, as `Span::record` would through the carrier (a name the span does not have
+/// is ignored; a busy frame drops the record, see [`Frame::try_fields`]). `false`:
+/// the innermost span is not light (or nothing is entered); nothing was done.
+pub(crate) fn record_in_innermost(name: &str, value: &dyn tracing::Value) -> bool {
+    let Some(entry) = innermost() else {
+        return false;
+    };
+    if !entry.light {
+        return false;
+    }
+    // A frame closed while entered: its span is gone, the record with it.
+    let Some(frame) = entry.live_frame() else {
+        return true;
+    };
+    let Some(field) = frame.meta().and_then(|meta| meta.fields().field(name)) else {
+        return true;
+    };
+    if let Some(mut fields) = frame.try_fields() {
+        value.record(&field, &mut *fields);
+    }
+    if entry.sampled {
+        if let Some(mut otel) = frame.try_otel() {
+            if let Some(otel) = otel.as_mut() {
+                otel.record(|v| value.record(&field, v));
+            }
+        }
+    }
+    true
+}
+
 /// The frame of the innermost entered span if it is light.
 pub(crate) fn current_light_frame() -> Option<&'static Frame> {
     innermost().filter(|e| e.light).and_then(|e| e.live_frame())

@@ -84,7 +84,7 @@ impl Cache {
         };
         let len = inner.map.len();
         drop(inner);
-        tracing::Span::current().record("cache.hit", found.is_some());
+        zs_observe::record_current("cache.hit", found.is_some());
         if found.is_some() {
             self.hits.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("ains_cache_hits_total").increment(1);

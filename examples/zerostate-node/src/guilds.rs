@@ -114,7 +114,7 @@ impl Guilds {
                 founded,
             },
         );
-        tracing::Span::current().record("guild.id", tracing::field::display(id));
+        zs_observe::record_current("guild.id", tracing::field::display(id));
         Ok(id)
     }
 

@@ -730,7 +730,7 @@ impl State {
     ) -> Result<Option<Vec<u8>>, P2pError> {
         let kind = message.kind().as_str();
         let bytes = message.encode()?;
-        tracing::Span::current().record("bytes", bytes.len());
+        zs_observe::record_current("bytes", bytes.len());
         match self.net.deliver(self.round, to, via, &bytes) {
             Ok(answer) => {
                 metrics::counter!("zerostate_p2p_bandwidth_bytes_total", "direction" => "tx")
@@ -768,7 +768,7 @@ impl State {
             .increment(frame.len() as u64);
         match Message::decode(frame) {
             Ok(message) => {
-                tracing::Span::current().record("message.type", message.name());
+                zs_observe::record_current("message.type", message.name());
                 metrics::counter!(
                     "zerostate_p2p_messages_total",
                     "type" => message.kind().as_str(),
@@ -824,7 +824,7 @@ impl State {
         } else {
             None
         };
-        tracing::Span::current().record("p2p.relayed", via.is_some());
+        zs_observe::record_current("p2p.relayed", via.is_some());
         match self.request_via(peer, via, &Message::Hello { from: LOCAL.0 })? {
             Message::HelloAck { from } if from == peer.0 => Ok(Connection {
                 via,
@@ -852,7 +852,7 @@ impl State {
             .into_iter()
             .find(|&p| self.connection(p).is_some_and(|c| c.via.is_none()))
             .ok_or(P2pError::NoRelay(target))?;
-        tracing::Span::current().record("relay.id", tracing::field::display(relay));
+        zs_observe::record_current("relay.id", tracing::field::display(relay));
         match self.request(relay, &Message::RelayConnect { target: target.0 })? {
             Message::RelayAccepted { target: t } if t == target.0 => Ok(relay),
             Message::RelayRefused { reason, .. } => {
@@ -926,7 +926,7 @@ impl State {
                 Err(e) => last_error = e,
             }
         }
-        tracing::Span::current().record("dht.replicas", stored);
+        zs_observe::record_current("dht.replicas", stored);
         if stored == 0 {
             return Err(last_error);
         }
@@ -992,7 +992,7 @@ impl State {
                         .map(PeerId)
                         .filter(|&p| p != LOCAL)
                         .collect();
-                    tracing::Span::current().record("dht.found", found.len());
+                    zs_observe::record_current("dht.found", found.len());
                     if found.is_empty() {
                         return Err(P2pError::NotFound(format!("peers near {target:#018x}")));
                     }
@@ -1027,15 +1027,14 @@ impl State {
         let id = message
             .gossip_id()
             .ok_or_else(|| P2pError::Protocol(format!("{} is not gossip", message.name())))?;
-        let span = tracing::Span::current();
-        span.record("gossip.topic", message.topic());
+        zs_observe::record_current("gossip.topic", message.topic());
         if let Some(peer) = from {
-            span.record("peer.id", tracing::field::display(peer));
+            zs_observe::record_current("peer.id", tracing::field::display(peer));
         }
         if self.seen.contains(&id) {
             metrics::counter!("zerostate_p2p_gossip_messages_total", "status" => "duplicate")
                 .increment(1);
-            span.record("gossip.delivered", 0);
+            zs_observe::record_current("gossip.delivered", 0);
             return Ok(Vec::new());
         }
         let targets: Vec<PeerId> = self
@@ -1068,7 +1067,7 @@ impl State {
                 delivered.push(peer);
             }
         }
-        span.record("gossip.delivered", delivered.len());
+        zs_observe::record_current("gossip.delivered", delivered.len());
         Ok(delivered)
     }
 

@@ -35,7 +35,7 @@ impl App {
             )?;
             Ok(c.last_insert_rowid())
         })?;
-        tracing::Span::current().record("chain.id", id);
+        zs_observe::record_current("chain.id", id);
         self.create_task(NewTask {
             title: first,
             task_type: "chain_step".into(),

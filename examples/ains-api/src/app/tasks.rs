@@ -212,9 +212,8 @@ impl App {
         let Some((agent, trust)) = self.best_agent()? else {
             return Err(AppError::Conflict("no active agent".into()));
         };
-        let span = tracing::Span::current();
-        span.record("agent.id", agent);
-        span.record("agent.trust_score", trust);
+        zs_observe::record_current("agent.id", agent);
+        zs_observe::record_current("agent.trust_score", trust);
         self.db.run(Op::Update, |c| {
             c.execute(
                 "UPDATE tasks SET agent_id = ?2, updated_at = ?3 WHERE id = ?1",

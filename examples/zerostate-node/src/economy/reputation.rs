@@ -221,7 +221,7 @@ impl ReputationBook {
             .clamp(0.0, 1.0);
         record.score = score;
         self.dirty.insert(peer);
-        tracing::Span::current().record("reputation.score", score);
+        zs_observe::record_current("reputation.score", score);
         Ok(score)
     }
 
