@@ -405,11 +405,13 @@ fn record_current_reaches_the_current_span_whatever_its_kind() {
     // Outside any span: nothing to record into, nothing happens.
     zs_observe::record_current("a", 1u64);
     records_through_record_current(3);
-    let after: Vec<Value> = logs
-        .json_lines()
-        .into_iter()
-        .filter(|l| l["message"] == "after records" && l["n"] == 3)
-        .collect();
+    let lines_of = |message: &str| -> Vec<Value> {
+        logs.json_lines()
+            .into_iter()
+            .filter(|l| l["message"] == message && l["n"] == 3)
+            .collect()
+    };
+    let after = lines_of("after records");
     assert_eq!(after.len(), 1, "{after:#?}");
     let l = &after[0];
     assert_eq!(l["span"], "record.op");
@@ -417,11 +419,7 @@ fn record_current_reaches_the_current_span_whatever_its_kind() {
     assert_eq!(l["b"], "shown");
     assert_eq!(l["token"], zs_observe::REDACTED, "redacted like any field");
     assert!(l.get("missing").is_none(), "{l}");
-    let inside: Vec<Value> = logs
-        .json_lines()
-        .into_iter()
-        .filter(|l| l["message"] == "in the user span" && l["n"] == 3)
-        .collect();
+    let inside = lines_of("in the user span");
     assert_eq!(inside.len(), 1, "{inside:#?}");
     assert_eq!(inside[0]["span"], "user.records");
     assert_eq!(inside[0]["z"], 5);

@@ -152,6 +152,16 @@ impl Frame {
         try_lock(&self.otel)
     }
 
+    /// Runs `f` on a sampled frame's span data; nothing for an unsampled frame, or
+    /// while the span data is busy (see [`Frame::try_fields`]).
+    pub(crate) fn with_span_data(&self, f: impl FnOnce(&mut OtelFrame)) {
+        if let Some(mut otel) = self.try_otel() {
+            if let Some(otel) = otel.as_mut() {
+                f(otel);
+            }
+        }
+    }
+
     /// The span data of a sampled frame (`None` inside: an unsampled one).
     pub(crate) fn otel(&self) -> std::sync::MutexGuard<'_, Option<Box<OtelFrame>>> {
         self.otel.lock().unwrap_or_else(|e| e.into_inner())
@@ -648,11 +658,7 @@ pub(crate) fn record_in_innermost(name: &str, value: &dyn tracing::Value) -> boo
         value.record(&field, &mut *fields);
     }
     if entry.sampled {
-        if let Some(mut otel) = frame.try_otel() {
-            if let Some(otel) = otel.as_mut() {
-                otel.record(|v| value.record(&field, v));
-            }
-        }
+        frame.with_span_data(|otel| otel.record(|v| value.record(&field, v)));
     }
     true
 }

@@ -413,11 +413,7 @@ where
             return self.inner.record(span, values);
         };
         if crate::light::is_sampled_light(&target) {
-            if let Some(mut otel) = frame.try_otel() {
-                if let Some(otel) = otel.as_mut() {
-                    otel.record(|v| values.record(v));
-                }
-            }
+            frame.with_span_data(|otel| otel.record(|v| values.record(v)));
         }
     }
 
@@ -441,11 +437,7 @@ where
                 if let Some(frame) = crate::light::frame(&id) {
                     // Busy: an event from the formatting of a value being recorded
                     // into this span's data; it still reaches the log layer below.
-                    if let Some(mut otel) = frame.try_otel() {
-                        if let Some(otel) = otel.as_mut() {
-                            otel.event(event);
-                        }
-                    }
+                    frame.with_span_data(|otel| otel.event(event));
                 }
             }
         }
