@@ -170,6 +170,61 @@ fn panic_is_counted_and_reraised_untouched() {
     assert_eq!(gauge("shape_panic_in_flight", &[]), Some(0.0));
 }
 
+// ------------------------------------------------- per-call labels, in flight
+
+#[instrumented(
+    counter = "shape_routed_calls_total",
+    histogram = "shape_routed_duration_seconds",
+    in_flight = "shape_routed_in_flight",
+    labels(route = route)
+)]
+fn routed(route: &'static str, fail: bool) -> u8 {
+    assert_eq!(
+        gauge("shape_routed_in_flight", &[("route", route)]),
+        Some(1.0),
+        "in flight, under this call's label, while the body runs"
+    );
+    if fail {
+        std::panic::panic_any(String::from("planted"));
+    }
+    1
+}
+
+#[test]
+fn per_call_labels_reach_the_counter_histogram_and_in_flight_gauge_on_every_exit() {
+    install_recorder();
+    assert_eq!(routed("a", false), 1);
+    assert_eq!(routed("a", false), 1);
+    assert_eq!(routed("b", false), 1);
+    let caught = std::panic::catch_unwind(|| routed("b", true));
+    assert!(caught.is_err());
+    let count = |route, outcome| {
+        counter(
+            "shape_routed_calls_total",
+            &[("route", route), ("outcome", outcome)],
+        )
+    };
+    assert_eq!(
+        (count("a", "ok"), count("b", "ok"), count("b", "panic")),
+        (2, 1, 1)
+    );
+    assert_eq!(count("a", "panic"), 0);
+    for route in ["a", "b"] {
+        assert_eq!(
+            gauge("shape_routed_in_flight", &[("route", route)]),
+            Some(0.0)
+        );
+    }
+    assert_eq!(
+        histogram(
+            "shape_routed_duration_seconds",
+            &[("route", "b"), ("outcome", "panic")]
+        )
+        .len(),
+        1
+    );
+}
+
 // ---------------------------------------------------------------- async fn
 
 #[instrumented(

@@ -25,6 +25,7 @@
 //! An unsampled call went from 1,084 to ~920 instructions with this, a sampled
 //! one from 3,416 to 3,250 (callgrind; docs/performance.md, item 10).
 
+use std::mem::ManuallyDrop;
 use std::sync::atomic::AtomicU64;
 
 use tracing::callsite::{Callsite, DefaultCallsite};
@@ -82,12 +83,14 @@ pub fn record_current<V: Value>(name: &str, value: V) {
 /// The span of one `#[instrumented]` call: an ordinary `tracing` span, or a light
 /// frame built without the dispatcher.
 #[doc(hidden)]
-pub struct CallSpan(Inner);
+pub struct CallSpan(ManuallyDrop<Inner>);
 
 enum Inner {
     /// No span (`span = false`, or disabled by the level).
     Off,
-    Tracing(Span),
+    /// Boxed: rare under the runtime, and the guard that holds the span stays small
+    /// (it is moved at every call).
+    Tracing(Box<Span>),
     /// A light frame (`crate::light`) of an unsampled call, built here; released on
     /// drop. The frame is kept beside its id: this span holds a reference, so the
     /// frame stays its own until then.
@@ -101,7 +104,7 @@ impl CallSpan {
     /// No span.
     #[inline]
     pub fn none() -> CallSpan {
-        CallSpan(Inner::Off)
+        CallSpan(ManuallyDrop::new(Inner::Off))
     }
 
     /// Builds the span of `callsite`; `values` is called, to evaluate the fields,
@@ -124,7 +127,7 @@ impl CallSpan {
     /// Enters the span until the guard is dropped.
     #[inline]
     pub fn enter(&self) -> Entered<'_> {
-        match &self.0 {
+        match &*self.0 {
             Inner::Off => Entered(EnteredInner::Off, std::marker::PhantomData),
             Inner::Tracing(span) => Entered(
                 EnteredInner::Tracing(span.enter()),
@@ -145,7 +148,7 @@ impl CallSpan {
     /// Marks the span failed: `otel.status_code = "ERROR"` and the description (the
     /// OTel layer turns them into the span's status).
     pub fn record_error<V: Value>(&self, description: V) {
-        match &self.0 {
+        match &*self.0 {
             Inner::Off => {}
             Inner::Tracing(span) => {
                 span.record("otel.status_code", "ERROR");
@@ -169,7 +172,7 @@ impl CallSpan {
                     record(&mut *raw);
                 }
                 // A sampled frame's span data: the exported span's status.
-                if let Inner::Sampled(..) = self.0 {
+                if let Inner::Sampled(..) = *self.0 {
                     frame.with_span_data(|otel| otel.record(record));
                 }
             }
@@ -179,15 +182,26 @@ impl CallSpan {
     /// Whether this is a light frame built here (tests).
     #[cfg(test)]
     fn is_light(&self) -> bool {
-        matches!(self.0, Inner::Light(..) | Inner::Sampled(..))
+        matches!(*self.0, Inner::Light(..) | Inner::Sampled(..))
     }
 }
 
 impl Drop for CallSpan {
     #[inline]
     fn drop(&mut self) {
-        if let Inner::Light(id, frame) | Inner::Sampled(id, frame) = &self.0 {
-            light::release_owned(id, frame);
+        match &*self.0 {
+            Inner::Light(id, frame) | Inner::Sampled(id, frame) => {
+                light::release_owned(id, frame);
+            }
+            Inner::Tracing(_) => {
+                #[allow(unsafe_code)]
+                // SAFETY: dropped here only, once; `self.0` is not used after. (The
+                // other variants own nothing to drop: no drop glue call per call.)
+                unsafe {
+                    ManuallyDrop::drop(&mut self.0)
+                };
+            }
+            Inner::Off => {}
         }
     }
 }
@@ -275,27 +289,44 @@ impl Builder {
     /// a field declared without a value).
     #[inline]
     pub fn build<const N: usize>(&mut self, values: [Option<&dyn Value>; N]) {
-        let fields = self.meta.fields();
-        if fields.len() != N {
+        if self.meta.fields().len() != N {
             // The expansion lists names and values together: never the case.
             return;
         }
-        if let Mode::Direct | Mode::DirectSampled = self.mode {
-            let otel = matches!(self.mode, Mode::DirectSampled)
-                .then(|| start_span_data(self.meta, fields, &values));
-            let light = light::create(self.meta, |raw| record_values(fields, &values, raw), otel);
-            if let Some((id, frame)) = light {
-                self.span = Some(CallSpan(match self.mode {
-                    Mode::DirectSampled => Inner::Sampled(id, frame),
-                    _ => Inner::Light(id, frame),
-                }));
-                return;
-            }
-            // Every frame slot is in use: an ordinary span.
+        if self.build_light(&values) {
+            return;
         }
-        self.span = Some(CallSpan(Inner::Tracing(traced(self.meta, fields, &values))));
+        self.span = Some(CallSpan(ManuallyDrop::new(Inner::Tracing(Box::new(
+            traced(self.meta, self.meta.fields(), &values),
+        )))));
     }
 
+    /// A light frame with these values, unless the span goes through `tracing` or
+    /// every frame slot is in use (`false`). One function for the whole of it (frame,
+    /// values, id), not generic: the call sites share it.
+    #[inline(never)]
+    fn build_light(&mut self, values: &[Option<&dyn Value>]) -> bool {
+        let sampled = match self.mode {
+            Mode::Direct => false,
+            Mode::DirectSampled => true,
+            Mode::Tracing(_) => return false,
+        };
+        let fields = self.meta.fields();
+        let otel = sampled.then(|| start_span_data(self.meta, fields, values));
+        let Some((id, frame)) =
+            light::create(self.meta, |raw| record_values(fields, values, raw), otel)
+        else {
+            return false;
+        };
+        self.span = Some(CallSpan(ManuallyDrop::new(if sampled {
+            Inner::Sampled(id, frame)
+        } else {
+            Inner::Light(id, frame)
+        })));
+        true
+    }
+
+    #[inline]
     fn finish(self) -> CallSpan {
         // Dropping `self.mode` now restores what `begin_call` set.
         self.span.unwrap_or_else(CallSpan::none)
@@ -314,6 +345,7 @@ fn start_span_data(
     crate::otel::bridge::OtelFrame::start(meta, |v| record_values_with(fields, values, v))
 }
 
+#[inline]
 fn record_values(fields: &FieldSet, values: &[Option<&dyn Value>], raw: &mut RawFields) {
     record_values_with(fields, values, &mut raw.fresh());
 }

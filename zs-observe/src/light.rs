@@ -66,19 +66,19 @@ pub(crate) fn activate(root_ratio: Option<f64>) {
 }
 
 pub(crate) fn set_carrier(id: &Id) {
-    CARRIER.store(id.into_u64(), Ordering::Release);
+    CARRIER.store(raw_id(id), Ordering::Release);
 }
 
 /// Whether `id` is the carrier's.
 #[inline]
 pub(crate) fn is_carrier_id(id: &Id) -> bool {
-    CARRIER.load(Ordering::Relaxed) == id.into_u64()
+    CARRIER.load(Ordering::Relaxed) == raw_id(id)
 }
 
 pub(crate) fn carrier() -> Option<Id> {
     match CARRIER.load(Ordering::Acquire) {
         0 => None,
-        id => Some(Id::from_u64(id)),
+        id => Some(id_from(id)),
     }
 }
 
@@ -135,6 +135,7 @@ impl Frame {
         }
     }
 
+    #[inline]
     pub(crate) fn fields(&self) -> std::sync::MutexGuard<'_, RawFields> {
         self.fields.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -169,6 +170,7 @@ impl Frame {
 
     /// Empties a slot whose last reference is gone (keeps the fields' capacity).
     /// Only a sampled frame has span data to drop.
+    #[inline]
     fn clear(&self, sampled: bool) {
         self.fields().clear();
         if sampled {
@@ -256,8 +258,20 @@ mod arena {
             .and_then(|chunk| chunk.get(index % CHUNK))
     }
 
-    /// A free slot's index (`None`: every slot is in use).
+    /// A free slot's index (`None`: every slot is in use). Inlined: the common case
+    /// is a pop from this thread's list.
+    #[inline]
     pub(super) fn take() -> Option<u32> {
+        let popped = LOCAL.try_with(|l| l.try_borrow_mut().ok().and_then(|mut l| l.0.pop()));
+        match popped {
+            Ok(Some(index)) => Some(index),
+            _ => take_slow(),
+        }
+    }
+
+    /// [`take`] when this thread's list is empty (or the thread is exiting).
+    #[inline(never)]
+    fn take_slow() -> Option<u32> {
         let local = LOCAL.try_with(|l| {
             let mut l = l.borrow_mut();
             if let Some(index) = l.0.pop() {
@@ -279,8 +293,27 @@ mod arena {
         }
     }
 
-    /// Frees `index` (its frame already cleared).
+    /// Frees `index` (its frame already cleared). Inlined: the common case is a
+    /// push onto this thread's list.
+    #[inline]
     pub(super) fn put(index: u32) {
+        let pushed = LOCAL
+            .try_with(|l| match l.try_borrow_mut() {
+                Ok(mut l) if l.0.len() < LOCAL_MAX => {
+                    l.0.push(index);
+                    true
+                }
+                _ => false,
+            })
+            .unwrap_or(false);
+        if !pushed {
+            put_slow(index);
+        }
+    }
+
+    /// [`put`] when this thread's list is long (or the thread is exiting).
+    #[inline(never)]
+    fn put_slow(index: u32) {
         let kept = LOCAL.try_with(|l| {
             let mut l = l.borrow_mut();
             l.0.push(index);
@@ -334,17 +367,33 @@ const KEY_MASK: u64 = (1 << 38) - 1;
 const SAMPLED: u64 = 1 << 52;
 const INDEX_MASK: u64 = (1 << arena::INDEX_BITS) - 1;
 
-fn encode(key: u64, sampled: bool) -> Option<Id> {
-    let flag = if sampled { SAMPLED } else { 0 };
-    (key <= KEY_MASK).then(|| Id::from_u64(((key | TAG) + 1) | flag))
+/// `id` as a number (`Id::into_u64` is not inlined across crates; this is).
+#[inline]
+pub(crate) fn raw_id(id: &Id) -> u64 {
+    id.into_non_zero_u64().get()
 }
 
+/// The id numbered `raw` (never 0 here: ids are made by [`encode`] and the
+/// registry, both non-zero).
+#[inline]
+fn id_from(raw: u64) -> Id {
+    Id::from_non_zero_u64(std::num::NonZeroU64::new(raw).unwrap_or(std::num::NonZeroU64::MIN))
+}
+
+#[inline]
+fn encode(key: u64, sampled: bool) -> Option<Id> {
+    let flag = if sampled { SAMPLED } else { 0 };
+    (key <= KEY_MASK).then(|| id_from(((key | TAG) + 1) | flag))
+}
+
+#[inline]
 fn decode(id: &Id) -> Option<u64> {
-    let raw = id.into_u64().wrapping_sub(1);
+    let raw = raw_id(id).wrapping_sub(1);
     (raw & TAG == TAG).then_some(raw & KEY_MASK)
 }
 
 /// A frame's key: its slot index, and the slot's generation above it.
+#[inline]
 fn key(index: u32, generation: u32) -> u64 {
     let generation = u64::from(generation) & (KEY_MASK >> arena::INDEX_BITS);
     (generation << arena::INDEX_BITS) | u64::from(index)
@@ -362,13 +411,13 @@ fn lookup(key: u64) -> Option<(u32, &'static Frame)> {
 /// Whether `id` is a light span's.
 #[inline]
 pub(crate) fn is_light(id: &Id) -> bool {
-    id.into_u64().wrapping_sub(1) & TAG == TAG
+    raw_id(id).wrapping_sub(1) & TAG == TAG
 }
 
 /// Whether `id` is a sampled light span's (its data goes to the trace bridge).
 #[inline]
 pub(crate) fn is_sampled_light(id: &Id) -> bool {
-    is_light(id) && id.into_u64() & SAMPLED != 0
+    is_light(id) && raw_id(id) & SAMPLED != 0
 }
 
 /// The frame of a light id (`None`: its span was closed).
@@ -411,6 +460,7 @@ pub(crate) fn activate_bridge() {
 /// Builds a light frame and returns its id (`None`: build an ordinary span).
 /// `fill` records the values the span starts with into its (empty) fields; `otel`
 /// is the span data of a sampled call.
+#[inline]
 pub(crate) fn create(
     meta: &'static Metadata<'static>,
     fill: impl FnOnce(&mut RawFields),
@@ -423,8 +473,8 @@ pub(crate) fn create(
         return None;
     };
     fill(&mut frame.fields());
-    if otel.is_some() {
-        *frame.otel() = otel;
+    if let Some(otel) = otel {
+        *frame.otel() = Some(otel);
     }
     frame.refs.store(1, Ordering::Relaxed);
     let meta: *const Metadata<'static> = meta;
@@ -455,20 +505,28 @@ pub(crate) fn release_owned(id: &Id, frame: &'static Frame) -> bool {
     release_frame(id, (key & INDEX_MASK) as u32, frame)
 }
 
+#[inline]
 fn release_frame(id: &Id, index: u32, frame: &'static Frame) -> bool {
     if frame.refs.fetch_sub(1, Ordering::AcqRel) != 1 {
         return false;
     }
     let sampled = is_sampled_light(id);
     if sampled {
-        let otel = frame.otel().take();
-        if let Some(otel) = otel {
-            otel.finish();
-        }
+        finish_span_data(frame);
     }
     frame.clear(sampled);
     arena::put(index);
     true
+}
+
+/// A sampled frame's span data goes to the export queue (out of line: most frames
+/// are not sampled).
+#[inline(never)]
+fn finish_span_data(frame: &Frame) {
+    let otel = frame.otel().take();
+    if let Some(otel) = otel {
+        otel.finish();
+    }
 }
 
 /// Restores what [`begin_call`] forced on the head sampler once the call site's span
@@ -578,7 +636,7 @@ pub(crate) fn push_light(id: &Id, frame: &'static Frame, sampled: bool) {
 }
 
 fn push_entry(id: &Id, frame: Option<&'static Frame>, light: bool, sampled: bool) {
-    let raw = id.into_u64();
+    let raw = raw_id(id);
     let _ = STACK.try_with(|s| {
         let mut stack = s.borrow_mut();
         let duplicate = stack.iter().any(|e| e.id == raw && !e.duplicate);
@@ -593,7 +651,7 @@ fn push_entry(id: &Id, frame: Option<&'static Frame>, light: bool, sampled: bool
 }
 
 pub(crate) fn pop(id: &Id) {
-    let raw = id.into_u64();
+    let raw = raw_id(id);
     let _ = STACK.try_with(|s| {
         let mut stack = s.borrow_mut();
         // Spans are usually exited in the reverse order of entering.
@@ -612,7 +670,7 @@ impl Entry {
     #[inline]
     fn live_frame(&self) -> Option<&'static Frame> {
         let frame = self.frame?;
-        let key = decode(&Id::from_u64(self.id))?;
+        let key = decode(&id_from(self.id))?;
         let generation = u64::from(frame.generation.load(Ordering::Acquire));
         (generation & (KEY_MASK >> arena::INDEX_BITS) == key >> arena::INDEX_BITS).then_some(frame)
     }
@@ -630,7 +688,7 @@ fn innermost() -> Option<Entry> {
 pub(crate) fn innermost_light() -> Option<(Id, bool)> {
     innermost()
         .filter(|e| e.light)
-        .map(|e| (Id::from_u64(e.id), e.sampled))
+        .map(|e| (id_from(e.id), e.sampled))
 }
 
 /// Records `value` under `name` into the innermost entered span if it is a light
@@ -690,11 +748,11 @@ pub(crate) fn enter_sampled(id: &Id) {
         otel.context().clone()
     };
     let guard = cx.attach();
-    let _ = ATTACHED.try_with(|a| a.borrow_mut().push((id.into_u64(), guard)));
+    let _ = ATTACHED.try_with(|a| a.borrow_mut().push((raw_id(id), guard)));
 }
 
 pub(crate) fn exit_sampled(id: &Id) {
-    let raw = id.into_u64();
+    let raw = raw_id(id);
     let guard = ATTACHED
         .try_with(|a| {
             let mut attached = a.borrow_mut();
@@ -722,7 +780,7 @@ pub(crate) fn entered_frames(out: &mut Vec<(Option<u64>, Id)>) {
         let mut registry = None;
         for e in stack.iter() {
             if e.light {
-                out.push((registry, Id::from_u64(e.id)));
+                out.push((registry, id_from(e.id)));
             } else if !e.duplicate {
                 registry = Some(e.id);
             }
@@ -741,7 +799,7 @@ pub(crate) fn entered_frame_of(
                 .iter()
                 .rev()
                 .filter(|e| e.light)
-                .filter_map(|e| Some((Id::from_u64(e.id), e.live_frame()?)))
+                .filter_map(|e| Some((id_from(e.id), e.live_frame()?)))
                 .find(|(_, f)| f.meta().is_some_and(|m| &m.callsite() == callsite))
         })
         .ok()

@@ -178,7 +178,7 @@ fn for_each_span<S>(
                 Some(SpanFields(fields)) => visit(span.name(), fields),
                 None => visit(span.name(), &Vec::new()),
             }
-            place(Some(span.id().into_u64()), false, &mut visit);
+            place(Some(crate::light::raw_id(&span.id())), false, &mut visit);
         }
     }
     place(None, true, &mut visit);
