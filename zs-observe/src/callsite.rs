@@ -374,7 +374,8 @@ impl CallSite {
 pub struct Guard {
     site: &'static CallSite,
     handles: Option<&'static Handles>,
-    span: CallSpan,
+    /// Ended by the drop, after the completion hook (see [`CallSpan::end`]).
+    span: ManuallyDrop<CallSpan>,
     /// Raw clock reading at the start (see [`clock`]); read only when the site
     /// times its calls ([`CallSite::timed`]).
     start: u64,
@@ -406,7 +407,7 @@ impl CallSite {
 
 impl Guard {
     /// Starts a call: takes the time and raises the in-flight gauge.
-    #[inline]
+    #[inline(always)]
     pub fn start(site: &'static CallSite, span: CallSpan, dynamic: Option<Vec<Label>>) -> Guard {
         let handles = site.handles();
         let mut in_flight = None;
@@ -438,7 +439,7 @@ impl Guard {
         Guard {
             site,
             handles,
-            span,
+            span: ManuallyDrop::new(span),
             start,
             dynamic: ManuallyDrop::new(dynamic),
             outcome: AtomicU8::new(NO_OUTCOME),
@@ -524,13 +525,28 @@ impl Drop for Guard {
             drop(dynamic);
         }
         if let (Some(hook), Some(nanos)) = (site.on_complete, nanos) {
-            let _entered = self.span.enter();
-            hook(&Completion {
-                outcome,
-                elapsed: Duration::from_nanos(nanos),
-            });
+            completed(&mut self.span, hook, outcome, nanos);
+        }
+        self.span.end();
+    }
+}
+
+/// Runs a site's completion hook inside the call's span; the span ends after it, or
+/// while unwinding if the hook panics.
+#[inline(never)]
+fn completed(span: &mut CallSpan, hook: fn(&Completion), outcome: Outcome, nanos: u64) {
+    struct EndOnDrop<'a>(&'a mut CallSpan);
+    impl Drop for EndOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.end();
         }
     }
+    let span = EndOnDrop(span);
+    let _entered = span.0.enter();
+    hook(&Completion {
+        outcome,
+        elapsed: Duration::from_nanos(nanos),
+    });
 }
 
 /// A site with dynamic labels, or any site before a recorder is installed: the
