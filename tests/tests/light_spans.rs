@@ -426,3 +426,30 @@ fn record_current_reaches_the_current_span_whatever_its_kind() {
     // The registry span has no `a`: the light span's value at that time shows.
     assert_eq!(inside[0]["a"], 30);
 }
+
+#[zs_observe::instrumented(
+    span = "kinds.op",
+    fields(small = 8u8, neg = -1, ratio = 0.5f32, flag = true, len = bytes.len(), opt = ?Some(2)),
+    skip(bytes)
+)]
+fn kinds(bytes: &[u8], label: &str, big: u64) {
+    tracing::info!("in kinds");
+}
+
+/// Numbers, booleans and text reach a light span's log lines with their JSON kinds,
+/// whichever way the expansion hands them over (as they are, or as `tracing::Value`).
+#[test]
+fn field_values_of_every_kind_reach_log_lines_as_tracing_records_them() {
+    let (_, logs) = setup();
+    kinds(b"abc", "the label", u64::MAX);
+    let l = line(logs, "in kinds");
+    assert_eq!(l["span"], "kinds.op");
+    assert_eq!(l["label"], "the label");
+    assert_eq!(l["big"], u64::MAX);
+    assert_eq!(l["small"], 8);
+    assert_eq!(l["neg"], -1);
+    assert_eq!(l["ratio"], 0.5);
+    assert_eq!(l["flag"], true);
+    assert_eq!(l["len"], 3);
+    assert_eq!(l["opt"], "Some(2)");
+}

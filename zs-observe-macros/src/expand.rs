@@ -8,6 +8,7 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned, ToTokens};
+use syn::spanned::Spanned;
 use syn::{Block, Ident, LitStr, ReturnType};
 
 use crate::ast::{self, Func, Shape};
@@ -502,8 +503,16 @@ fn span_expr(args: &Args, func: &Func, target: &TokenStream, level: Level) -> To
     };
     let lvl = level_tokens(level);
     let user_fields: Vec<String> = args.fields.iter().map(|f| f.name_string()).collect();
-    let some = quote!(::core::option::Option::Some);
-    let dyn_value = quote!(&dyn #p::tracing::Value);
+    let captured = quote!(#p::Captured);
+    // Numbers, booleans and `&str` are handed over as they are, anything else as a
+    // `tracing::Value` (`zs_observe::call_span::Capture`).
+    let capture = |value: TokenStream, span: Span| {
+        quote_spanned!(span=> {
+            #[allow(unused_imports)]
+            use #p::{CaptureDyn as _, CaptureRaw as _};
+            #p::Capture(#value).__zs_capture()
+        })
+    };
     let mut names: Vec<String> = Vec::new();
     let mut values: Vec<TokenStream> = Vec::new();
     if args.skip_all.is_none() {
@@ -516,9 +525,9 @@ fn span_expr(args: &Args, func: &Func, target: &TokenStream, level: Level) -> To
             let is_value = param.ty.as_ref().is_some_and(ast::is_value_type);
             // Spanned on the parameter: a parameter that is not `Debug` is blamed there.
             values.push(if is_value {
-                quote_spanned!(ident.span()=> #some(&#ident as #dyn_value))
+                capture(quote_spanned!(ident.span()=> &#ident), ident.span())
             } else {
-                quote_spanned!(ident.span()=> #some(&#p::tracing::field::debug(&#ident) as #dyn_value))
+                quote_spanned!(ident.span()=> #captured::Dyn(&#p::tracing::field::debug(&#ident)))
             });
             names.push(name);
         }
@@ -526,21 +535,21 @@ fn span_expr(args: &Args, func: &Func, target: &TokenStream, level: Level) -> To
     for field in &args.fields {
         names.push(field.name_string());
         values.push(match &field.value {
-            None => quote!(#some(&#p::tracing::field::Empty as #dyn_value)),
+            None => quote!(#captured::Empty),
             Some((Some(FieldKind::Display), expr)) => {
-                quote!(#some(&#p::tracing::field::display(&#expr) as #dyn_value))
+                quote!(#captured::Dyn(&#p::tracing::field::display(&#expr)))
             }
             Some((Some(FieldKind::Debug), expr)) => {
-                quote!(#some(&#p::tracing::field::debug(&#expr) as #dyn_value))
+                quote!(#captured::Dyn(&#p::tracing::field::debug(&#expr)))
             }
-            Some((None, expr)) => quote!(#some(&(#expr) as #dyn_value)),
+            Some((None, expr)) => capture(quote!(&(#expr)), expr.span()),
         });
     }
     if args.err.is_some() {
         // Filled in on `Err`: the OTel layer turns them into the span's error status.
         for name in ["otel.status_code", "otel.status_description"] {
             names.push(name.to_owned());
-            values.push(quote!(#some(&#p::tracing::field::Empty as #dyn_value)));
+            values.push(quote!(#captured::Empty));
         }
     }
     let callsite = Ident::new("__ZS_SPAN", Span::mixed_site());

@@ -85,7 +85,9 @@ where
 /// Used by the code `#[instrumented]` generates. Not public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::call_span::{Builder as SpanBuilder, CallSpan, SpanVerdict};
+    pub use crate::call_span::{
+        Builder as SpanBuilder, CallSpan, Capture, CaptureDyn, CaptureRaw, Captured, SpanVerdict,
+    };
     pub use crate::callsite::{CallSite, Completion, Guard, OutcomeOfAny, OutcomeOfResult};
     pub use crate::coverage::Registration;
     pub use inventory;
