@@ -407,7 +407,7 @@ impl CallSite {
 
 impl Guard {
     /// Starts a call: takes the time and raises the in-flight gauge.
-    #[inline(always)]
+    #[inline]
     pub fn start(site: &'static CallSite, span: CallSpan, dynamic: Option<Vec<Label>>) -> Guard {
         let handles = site.handles();
         let mut in_flight = None;
