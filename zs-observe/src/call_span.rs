@@ -300,9 +300,7 @@ impl CallSpan {
     fn is_light(&self) -> bool {
         matches!(*self.0, Inner::Light(..) | Inner::Sampled(..))
     }
-}
 
-impl CallSpan {
     /// Ends the span now, as dropping it does; it is no span after. (The guard calls
     /// this itself: dropping the span through the drop glue was a function call at
     /// every call.) Always inlined: into the guard's drop, the one place that ends
@@ -405,8 +403,8 @@ impl Builder {
         })
     }
 
-    /// The span's field values, in the order of the metadata's field names (`None`:
-    /// a field declared without a value).
+    /// The span's field values, in the order of the metadata's field names
+    /// ([`Captured::Empty`]: a field declared without a value).
     #[inline]
     pub fn build<const N: usize>(&mut self, values: [Captured<'_>; N]) {
         if self.meta.fields().len() != N {
@@ -462,6 +460,7 @@ fn start_span_data(
     fields: &FieldSet,
     values: &[Captured<'_>],
 ) -> Box<crate::otel::bridge::OtelFrame> {
+    // The bridge's visitor is a `dyn Visit`: every value through `tracing::Value`.
     crate::otel::bridge::OtelFrame::start(meta, |v| {
         for (field, value) in fields.iter().zip(values) {
             if let Some(value) = value.as_value() {
@@ -471,6 +470,8 @@ fn start_span_data(
     })
 }
 
+/// Records each value into a new frame's fields, in the metadata's order (numbers,
+/// booleans and text without a dynamic call: `Captured::record`).
 #[inline]
 fn record_values(fields: &FieldSet, values: &[Captured<'_>], raw: &mut RawFields) {
     let mut fresh = raw.fresh();
